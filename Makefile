@@ -1,0 +1,25 @@
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test lint bench-folder bench-model clean
+
+install:  ## create .venv and install the package (editable) with the test tools
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+
+test:  ## run the test suite
+	$(BIN)/python -m pytest -q
+
+lint:
+	$(BIN)/ruff check xception_cli tests benchmarks
+
+bench-folder:  ## whole-command comparison with the naive Keras baseline (see benchmarks/RESULTS.md)
+	$(BIN)/python benchmarks/folder.py
+
+bench-model:  ## model call vs keras.applications.Xception().predict
+	$(BIN)/python benchmarks/model_call.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

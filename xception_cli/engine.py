@@ -1,0 +1,181 @@
+"""The process-wide model: built once, weights loaded once, one compiled inference function.
+
+``get_engine(...)`` returns the shared ``Engine`` for a configuration, building it on first use;
+``predict``, ``summary`` and ``benchmark`` all go through it, so a process never builds the same
+network twice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import config
+from .model import build_xception, validate_input_shape
+from .weights import load_weights, resolve_weights
+
+PRECISIONS = ("float32", "bfloat16")
+_POLICY = {"float32": None, "bfloat16": "mixed_bfloat16"}
+
+
+_TF_READY = False
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras without the C++ start-up chatter on stderr.
+
+    TensorFlow's CUDA probing logs through absl before any log level applies, so stderr (fd 2)
+    is pointed at /dev/null while TensorFlow loads and enumerates devices. Setting
+    ``TF_CPP_MIN_LOG_LEVEL`` yourself (or ``XCEPTION_DEBUG``) keeps everything visible.
+    """
+    global _TF_READY
+    if _TF_READY:
+        return
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or os.environ.get("XCEPTION_DEBUG"):
+        import keras  # noqa: F401
+
+        _TF_READY = True
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    _TF_READY = True
+
+
+@dataclass
+class Engine:
+    """One built network with its weights and a compiled batch-inference function."""
+
+    weights: str | None = "imagenet"
+    include_top: bool = True
+    precision: str = "float32"
+    input_size: int = config.IMAGENET_INPUT_SIZE
+    pooling: str | None = None
+    progress: Callable[[int, int | None], None] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        imagenet_top = self.include_top and self.weights is not None and str(self.weights).lower() != "none"
+        validate_input_shape((self.input_size, self.input_size, 3), imagenet_top=imagenet_top)
+        self._model = None
+        self._fn = None
+        self._lock = threading.Lock()
+        self.timings: dict[str, float] = {}
+
+    @property
+    def model(self):
+        """The Keras model, built (and its weights loaded) on first access."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._build()
+        return self._model
+
+    def _build(self) -> None:
+        t0 = time.perf_counter()
+        path = resolve_weights(self.weights, include_top=self.include_top, progress=self.progress)
+        import_tensorflow_quietly()
+        t1 = time.perf_counter()
+        model = build_xception(
+            include_top=self.include_top,
+            input_shape=(self.input_size, self.input_size, 3),
+            pooling=None if self.include_top else self.pooling,
+            dtype_policy=_POLICY[self.precision],
+        )
+        t2 = time.perf_counter()
+        if path is not None:
+            load_weights(model, path)
+        t3 = time.perf_counter()
+        self.timings.update(resolve_and_import_s=t1 - t0, build_s=t2 - t1, weights_s=t3 - t2)
+        self.weights_path = path
+        self._model = model
+
+    def _compile(self):
+        model = self.model
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
+
+            @tf.function(input_signature=[spec], reduce_retracing=True)
+            def infer(x):
+                return tf.cast(model(x, training=False), tf.float32)
+
+            return lambda x: infer(x).numpy()
+        return lambda x: np.asarray(model.predict_on_batch(x), dtype=np.float32)
+
+    @property
+    def infer(self) -> Callable[[np.ndarray], np.ndarray]:
+        """``f(batch) -> outputs``: float32 ``(N, H, W, 3)`` in ``[-1, 1]`` to float32 outputs."""
+        if self._fn is None:
+            fn = self._compile()
+            with self._lock:
+                if self._fn is None:
+                    self._fn = fn
+        return self._fn
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3):
+            raise ValueError(
+                f"expected a batch of shape (N, {self.input_size}, {self.input_size}, 3), got {batch.shape}"
+            )
+        if len(batch) == 0:
+            return np.zeros((0, *self.output_shape[1:]), np.float32)
+        return self.infer(batch)
+
+    @property
+    def output_shape(self) -> tuple:
+        return tuple(self.model.output.shape)
+
+
+_ENGINES: dict[tuple, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(
+    weights: str | os.PathLike | None = "imagenet",
+    include_top: bool = True,
+    precision: str = "float32",
+    input_size: int = config.IMAGENET_INPUT_SIZE,
+    pooling: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Engine:
+    """The process-wide ``Engine`` for this configuration (created lazily, then reused)."""
+    key = (None if weights is None else str(weights), include_top, precision, input_size, pooling)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = Engine(
+                weights=key[0], include_top=include_top, precision=precision,
+                input_size=input_size, pooling=pooling, progress=progress,
+            )
+            _ENGINES[key] = engine
+    return engine
+
+
+def clear_engines() -> None:
+    """Forget every shared engine (tests; freeing memory in long-lived processes)."""
+    with _ENGINES_LOCK:
+        _ENGINES.clear()

@@ -1,0 +1,151 @@
+"""The Xception network (Chollet, CVPR 2017) in Keras 3.
+
+The layers are created in the order of the official Keras ImageNet weights file, so that file
+loads by topological order: in blocks 2, 3, 4 and 13 the strided 1x1 residual convolution and
+its BatchNormalization come *before* the separable convolutions of the main branch.
+
+Every layer carries a ``blockN_`` prefix (or ``avg_pool``/``max_pool``/``predictions`` for the
+head), which is how ``summary`` groups layers into the 3 flows and 14 blocks.
+"""
+
+from __future__ import annotations
+
+from . import config
+
+POOLINGS = (None, "avg", "max")
+
+# (block, channels of the two separable convolutions, residual channels) for the entry flow
+# blocks 2-4, which share one shape: [act] sep bn act sep bn pool + strided 1x1 residual.
+_ENTRY_BLOCKS = ((2, 128, 128), (3, 256, 256), (4, 728, 728))
+MIDDLE_BLOCKS = range(5, 13)
+BN_EPSILON = 1e-3
+
+FLOWS = {"entry": (1, 2, 3, 4), "middle": tuple(MIDDLE_BLOCKS), "exit": (13, 14)}
+
+
+def flow_of(block: int) -> str:
+    for flow, blocks in FLOWS.items():
+        if block in blocks:
+            return flow
+    raise ValueError(f"Xception has blocks 1-14, got {block}")
+
+
+def validate_input_shape(input_shape, *, imagenet_top: bool = False) -> tuple[int, int, int]:
+    """Check ``input_shape`` as ``(height, width, 3)`` and return it as a tuple of ints."""
+    if input_shape is None:
+        return (config.IMAGENET_INPUT_SIZE, config.IMAGENET_INPUT_SIZE, 3)
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_shape must be (height, width, 3), got {input_shape!r}") from None
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"input_shape must be (height, width, 3) with 3 channels, got {input_shape!r}")
+    if min(shape[:2]) < config.MIN_INPUT_SIZE:
+        raise ValueError(
+            f"input_shape height and width must be at least {config.MIN_INPUT_SIZE}, got {shape[0]}x{shape[1]}"
+        )
+    if imagenet_top and shape[:2] != (config.IMAGENET_INPUT_SIZE, config.IMAGENET_INPUT_SIZE):
+        raise ValueError(
+            "the ImageNet classifier top needs input_shape (299, 299, 3), "
+            f"got {shape}; use include_top=False for other sizes"
+        )
+    return shape
+
+
+def build_xception(
+    include_top: bool = True,
+    input_shape=None,
+    pooling: str | None = None,
+    classes: int = config.IMAGENET_CLASSES,
+    classifier_activation: str | None = "softmax",
+    dtype_policy: str | None = None,
+    name: str = "xception",
+):
+    """Build the (untrained) Xception network.
+
+    Args:
+        include_top: end with global average pooling and a ``classes``-way Dense layer.
+        input_shape: ``(height, width, 3)``, each side at least 71; default ``(299, 299, 3)``.
+        pooling: without the top, ``None`` (4D feature map), ``"avg"`` or ``"max"``.
+        classes: size of the classifier when ``include_top``.
+        classifier_activation: activation of the classifier (``None`` for logits).
+        dtype_policy: a Keras dtype policy such as ``"mixed_bfloat16"``; the classifier is kept in
+            float32 so probabilities are computed at full precision.
+    """
+    import keras
+    from keras import layers
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of None, 'avg', 'max'; got {pooling!r}")
+    if include_top and pooling is not None:
+        raise ValueError(f"pooling={pooling!r} only applies with include_top=False")
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise ValueError(f"classes must be a positive integer, got {classes!r}")
+    shape = validate_input_shape(input_shape)
+    kw = {"dtype": dtype_policy} if dtype_policy else {}
+
+    def conv(x, filters, kernel, name, strides=1, padding="valid"):
+        return layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=name, **kw)(x)
+
+    def sepconv(x, filters, name):
+        return layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=name, **kw)(x)
+
+    def bn(x, name):
+        return layers.BatchNormalization(epsilon=BN_EPSILON, name=name, **kw)(x)
+
+    def relu(x, name):
+        return layers.Activation("relu", name=name, **kw)(x)
+
+    def downsampling_block(x, block, filters1, filters2, relu_first=True):
+        """Two separable convolutions, a strided max-pool and a strided 1x1 residual."""
+        p = f"block{block}"
+        residual = conv(x, filters2, 1, f"{p}_residual_conv", strides=2, padding="same")
+        residual = bn(residual, f"{p}_residual_bn")
+        if relu_first:
+            x = relu(x, f"{p}_sepconv1_act")
+        x = bn(sepconv(x, filters1, f"{p}_sepconv1"), f"{p}_sepconv1_bn")
+        x = relu(x, f"{p}_sepconv2_act")
+        x = bn(sepconv(x, filters2, f"{p}_sepconv2"), f"{p}_sepconv2_bn")
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{p}_pool", **kw)(x)
+        return layers.Add(name=f"{p}_add", **kw)([x, residual])
+
+    inputs = keras.Input(shape=shape, name="input_image")
+
+    # Entry flow. Block 1: the stem of two regular convolutions (299 -> 149 -> 147).
+    x = relu(bn(conv(inputs, 32, 3, "block1_conv1", strides=2), "block1_conv1_bn"), "block1_conv1_act")
+    x = relu(bn(conv(x, 64, 3, "block1_conv2"), "block1_conv2_bn"), "block1_conv2_act")
+    for block, filters, residual_filters in _ENTRY_BLOCKS:
+        # Block 2 follows a ReLU already, so it starts straight with its separable convolution.
+        x = downsampling_block(x, block, filters, residual_filters, relu_first=block != 2)
+
+    # Middle flow: eight identical residual blocks of three separable convolutions.
+    for block in MIDDLE_BLOCKS:
+        p = f"block{block}"
+        residual = x
+        for i in (1, 2, 3):
+            x = relu(x, f"{p}_sepconv{i}_act")
+            x = bn(sepconv(x, 728, f"{p}_sepconv{i}"), f"{p}_sepconv{i}_bn")
+        x = layers.Add(name=f"{p}_add", **kw)([x, residual])
+
+    # Exit flow.
+    x = downsampling_block(x, 13, 728, 1024)
+    for i, filters in ((1, 1536), (2, 2048)):
+        x = relu(bn(sepconv(x, filters, f"block14_sepconv{i}"), f"block14_sepconv{i}_bn"), f"block14_sepconv{i}_act")
+
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool", **kw)(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool", **kw)(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool", **kw)(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def block_of(layer_name: str) -> int | None:
+    """The block (1-14) a layer belongs to, from its name; ``None`` for the input and the head."""
+    if layer_name.startswith("block"):
+        digits = layer_name[5:].split("_", 1)[0]
+        if digits.isdigit():
+            return int(digits)
+    return None

@@ -1,0 +1,233 @@
+"""Where weights come from and how they get into the model.
+
+``resolve_weights("imagenet")`` finds the official file: ``$XCEPTION_WEIGHTS`` if set, else the
+Keras cache (``$KERAS_HOME/models``, shared with ``keras.applications.Xception``) when its md5 is
+right, else a download from the official URL into that cache, md5-checked. ``load_weights`` reads
+a legacy Keras-2 ``.h5`` (the official layout, matched by topological order), a Keras 3
+``.weights.h5`` or a ``.keras`` file (``safe_mode=True``: no code from the file is ever run).
+
+Every failure is a ``WeightsError`` with one line that names the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import WEIGHTS_NOTOP, WEIGHTS_TOP, WeightsFile
+
+ENV_WEIGHTS = "XCEPTION_WEIGHTS"
+
+
+class WeightsError(Exception):
+    """Weights that cannot be found, fetched, verified or loaded; ``str()`` is one line."""
+
+
+def keras_cache_dir() -> Path:
+    """``$KERAS_HOME/models``, ``~/.keras/models`` by default: the cache Keras itself uses."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def official_file(include_top: bool = True) -> WeightsFile:
+    return WEIGHTS_TOP if include_top else WEIGHTS_NOTOP
+
+
+def _urlopen(url: str, timeout: float):  # indirection so tests can simulate the network
+    return urllib.request.urlopen(url, timeout=timeout)
+
+
+def download(
+    spec: WeightsFile,
+    dest: Path,
+    progress: Callable[[int, int | None], None] | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download ``spec`` to ``dest`` atomically, checking its md5; ``progress(done, total)``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    hint = (
+        f"download it elsewhere and pass it with --weights PATH or {ENV_WEIGHTS}=PATH, "
+        f"or copy it to {dest}"
+    )
+    h = hashlib.md5()
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with _urlopen(spec.url, timeout) as resp:
+                    total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
+                    total = int(total) if total else None
+                    done = 0
+                    while block := resp.read(1 << 20):
+                        out.write(block)
+                        h.update(block)
+                        done += len(block)
+                        if progress:
+                            progress(done, total)
+            except (urllib.error.URLError, OSError, TimeoutError) as e:
+                reason = getattr(e, "reason", None) or e
+                raise WeightsError(
+                    f"cannot download the ImageNet weights from {spec.url} ({reason}; are you offline?): {hint}"
+                ) from None
+        if h.hexdigest() != spec.md5:
+            raise WeightsError(
+                f"downloaded weights from {spec.url} have md5 {h.hexdigest()}, expected {spec.md5} "
+                "(corrupted in transit?): try again, or " + hint
+            )
+        os.replace(tmp, dest)
+        return dest
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def resolve_weights(
+    weights: str | os.PathLike | None,
+    include_top: bool = True,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path | None:
+    """Turn ``"imagenet"``, ``"none"``/``None`` or a path into a file to load (or ``None``)."""
+    if weights is None or str(weights).lower() == "none":
+        return None
+    if str(weights).lower() == "imagenet":
+        env = os.environ.get(ENV_WEIGHTS)
+        if env:
+            path = Path(env).expanduser()
+            if not path.is_file():
+                raise WeightsError(f"{path}: weights file not found (from ${ENV_WEIGHTS})")
+            return path
+        spec = official_file(include_top)
+        cached = keras_cache_dir() / spec.filename
+        if cached.is_file():
+            digest = md5sum(cached)
+            if digest != spec.md5:
+                raise WeightsError(
+                    f"{cached}: md5 is {digest}, expected {spec.md5}: the file is corrupt or not the official "
+                    "Xception weights; delete it to download it again"
+                )
+            return cached
+        return download(spec, cached, progress=progress)
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsError(f"{path}: weights file not found")
+    if not path.is_file():
+        raise WeightsError(f"{path}: not a file")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def weighted_layers(model) -> list:
+    """The layers that own weights, in topological order (how Keras matches a legacy .h5)."""
+    return [layer for layer in model.layers if layer.weights]
+
+
+def _shapes(arrays) -> list[tuple[int, ...]]:
+    return [tuple(int(d) for d in a.shape) for a in arrays]
+
+
+def _fmt(shapes) -> str:
+    return "[" + ", ".join("x".join(map(str, s)) or "scalar" for s in shapes) + "]"
+
+
+def assign_by_order(model, source_layers: list[tuple[str, list]], path: Path) -> None:
+    """Set ``model``'s weights from ``[(name, [arrays])]`` matched layer by layer in order.
+
+    Everything is checked before anything is assigned, and the first mismatch is reported with
+    both layers' names and shapes.
+    """
+    targets = weighted_layers(model)
+    for k, (layer, (src_name, arrays)) in enumerate(zip(targets, source_layers)):
+        want, got = _shapes(layer.weights), _shapes(arrays)
+        if want != got:
+            raise WeightsError(
+                f"{path}: not Xception weights for this model: layer #{k + 1} '{layer.name}' expects "
+                f"{_fmt(want)}, the file's layer '{src_name}' has {_fmt(got)}"
+            )
+    if len(source_layers) != len(targets):
+        raise WeightsError(
+            f"{path}: not Xception weights for this model: the file has {len(source_layers)} layers with "
+            f"weights, the model {len(targets)}"
+            + (" (with/without the classifier top?)" if abs(len(source_layers) - len(targets)) == 1 else "")
+        )
+    for layer, (_, arrays) in zip(targets, source_layers):
+        layer.set_weights(arrays)
+
+
+def read_legacy_h5(path: Path) -> list[tuple[str, list]]:
+    """Read a Keras-2 HDF5 weights file: ``[(layer_name, [arrays in weight order])]``."""
+    import h5py
+
+    def text(v):
+        return v.decode("utf8") if isinstance(v, bytes) else str(v)
+
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            if "layer_names" not in root.attrs:
+                raise WeightsError(f"{path}: an HDF5 file, but not Keras weights (no 'layer_names')")
+            out = []
+            for name in (text(n) for n in root.attrs["layer_names"]):
+                group = root[name]
+                names = [text(n) for n in group.attrs.get("weight_names", [])]
+                if names:
+                    out.append((name, [group[n][()] for n in names]))
+            return out
+    except WeightsError:
+        raise
+    except (OSError, KeyError, ValueError) as e:
+        raise WeightsError(f"{path}: cannot read as a Keras HDF5 weights file ({str(e).splitlines()[0]})") from None
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def load_weights(model, path: str | os.PathLike) -> None:
+    """Load a weights file of any supported kind into ``model``; ``WeightsError`` on any problem."""
+    path = Path(path)
+    try:
+        if path.suffix == ".keras":
+            return _load_keras_archive(model, path)
+        if not _is_hdf5(path):
+            raise WeightsError(f"{path}: not a weights file (expected HDF5 .h5 / .weights.h5, or .keras)")
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
+    if path.name.endswith(".weights.h5"):
+        return _load_keras3_weights(model, path)
+    assign_by_order(model, read_legacy_h5(path), path)
+
+
+def _load_keras3_weights(model, path: Path) -> None:
+    try:
+        model.load_weights(str(path))
+    except Exception as e:  # noqa: BLE001 - Keras raises many types; we report one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"{path}: not Xception weights for this model ({first})") from None
+
+
+def _load_keras_archive(model, path: Path) -> None:
+    import keras
+
+    try:
+        other = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as e:  # noqa: BLE001
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"{path}: cannot load this .keras file safely ({first})") from None
+    assign_by_order(model, [(layer.name, layer.get_weights()) for layer in weighted_layers(other)], path)
