@@ -41,7 +41,7 @@ def calibrate(model, images: np.ndarray, seed: int = 0, logit_scale: float = 4.0
         for layer, momentum in zip(bns, saved):
             layer.momentum = momentum
     head = model.get_layer("predictions")
-    features = keras.Model(model.inputs, head.input)(images, training=False)
+    features = keras.Model(model.input, head.input)(images, training=False)
     features = np.asarray(features, dtype=np.float64)
     kernel = rng.normal(0.0, 1.0, head.get_weights()[0].shape)
     centred = features - features.mean(axis=0)
@@ -95,5 +95,5 @@ def make_weights_file(path: str | os.PathLike, calibration_images, seed: int = 0
     model = build_xception(include_top=True)
     calibrate(model, sample_batch(calibration_images), seed=seed)
     if not include_top:
-        model = keras.Model(model.inputs, model.get_layer("block14_sepconv2_act").output)
+        model = keras.Model(model.input, model.get_layer("block14_sepconv2_act").output)
     return write_legacy_h5(model, path)

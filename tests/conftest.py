@@ -1,0 +1,78 @@
+"""Shared fixtures: real sample photos, generated weights files, the reference model.
+
+No test touches the network: weights are written here from seeded random weights in the
+official file layout (see xception_cli.synthetic).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SAMPLES = sorted((SHARED / "samples").glob("*.jpg"))
+if not SAMPLES:  # a checkout without ../shared still has the example photo
+    SAMPLES = [ROOT / "examples" / "cat.jpg"]
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[Path]:
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory, samples) -> Path:
+    """Calibrated seeded weights with the top, in the official legacy .h5 layout."""
+    from xception_cli.synthetic import make_weights_file
+
+    return make_weights_file(tmp_path_factory.mktemp("weights") / "xception_test.h5", samples, seed=0)
+
+
+@pytest.fixture(scope="session")
+def reference_model(weights_file):
+    """``keras.applications.Xception`` loading the same file: the oracle."""
+    import keras
+
+    return keras.applications.Xception(weights=str(weights_file))
+
+
+@pytest.fixture(scope="session")
+def engine(weights_file):
+    from xception_cli.engine import get_engine
+
+    return get_engine(weights=str(weights_file))
+
+
+@pytest.fixture(scope="session")
+def presized(tmp_path_factory, samples) -> Path:
+    """The sample photos squashed to 299x299 and saved losslessly (PNG)."""
+    d = tmp_path_factory.mktemp("presized")
+    for p in samples:
+        Image.open(p).convert("RGB").resize((299, 299), Image.Resampling.BICUBIC).save(d / f"{p.stem}.png")
+    return d
+
+
+@pytest.fixture
+def image_dir(tmp_path, samples) -> Path:
+    """A small folder of real photos (copies of the samples)."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    for p in samples:
+        (d / p.name).write_bytes(p.read_bytes())
+    return d
+
+
+def rgb(w: int, h: int, color=(200, 30, 60)) -> Image.Image:
+    return Image.new("RGB", (w, h), color)
+
+
+def noise_image(w: int, h: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
