@@ -13,7 +13,7 @@ import sys
 import click
 
 from . import __version__
-from .config import IMAGENET_INPUT_SIZE, MIN_INPUT_SIZE, RESIZE_MODES
+from .config import RESIZE_MODES
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEBUG_ENV = "XCEPTION_DEBUG"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,9 @@ def open_image(path: str | os.PathLike, draft_to: int | None = None) -> Image.Im
     except UnidentifiedImageError:
         raise ImageError("not a recognised image format (is the extension wrong?)") from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"exceeds Pillow's decompression-bomb pixel limit ({e})".split("\n")[0]) from None
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)):,} pixels" if found else "the image"
+        raise ImageError(f"{size} exceeds the decompression-bomb limit of {pixel_limit():,} pixels") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = str(e).strip().split("\n")[0] or type(e).__name__
         if "truncated" in msg:

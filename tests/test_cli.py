@@ -1,0 +1,162 @@
+"""The predict command through Click: formats, exit codes, bad files, no TensorFlow for --help."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from xception_cli.cli import cli
+
+COMMANDS = [[], ["predict"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "xception")
+def test_help_never_imports_tensorflow(command):
+    code = (
+        "import sys\n"
+        "from xception_cli.cli import cli\n"
+        f"try:\n    cli.main({command + ['--help']!r}, prog_name='xception')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+        "print('LOADED', bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Usage: xception" in out.stdout
+    assert out.stdout.strip().endswith("LOADED []")
+
+
+def test_importing_the_package_does_not_import_tensorflow():
+    code = "import sys, xception_cli, xception_cli.cli; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False"
+
+
+def test_version():
+    r = CliRunner().invoke(cli, ["--version"])
+    assert r.exit_code == 0 and r.output.startswith("xception, version ")
+
+
+@pytest.fixture
+def run(weights_file):
+    def invoke(*args):
+        return CliRunner().invoke(cli, ["predict", *map(str, args), "--weights", str(weights_file)])
+
+    return invoke
+
+
+def test_formats_agree(run, image_dir, samples):
+    outs = {fmt: run(image_dir, "-f", fmt) for fmt in ("json", "jsonl", "csv", "table")}
+    for fmt, r in outs.items():
+        assert r.exit_code == 0, (fmt, r.output)
+    as_json = json.loads(outs["json"].stdout)
+    as_jsonl = [json.loads(line) for line in outs["jsonl"].stdout.splitlines()]
+    assert as_json == as_jsonl
+    assert [r["path"] for r in as_json] == sorted(str(image_dir / p.name) for p in samples)
+    rows = list(csv.DictReader(io.StringIO(outs["csv"].stdout)))
+    assert list(rows[0]) == ["path", "rank", "index", "wnid", "label", "probability", "error"]
+    flat = [(r["path"], p["rank"], p["index"], p["wnid"], p["label"], p["probability"])
+            for r in as_json for p in r["predictions"]]
+    assert [(r["path"], int(r["rank"]), int(r["index"]), r["wnid"], r["label"], float(r["probability"]))
+            for r in rows] == flat
+    table = outs["table"].stdout
+    for record in as_json:
+        top = record["predictions"][0]
+        assert top["label"] in table and f"{top['probability']:.2%}" in table
+    assert all(len(r["predictions"]) == 5 for r in as_json)
+    probs = [p["probability"] for p in as_json[0]["predictions"]]
+    assert probs == sorted(probs, reverse=True)
+
+
+def test_top_k_and_output_file_format_from_extension(run, image_dir, tmp_path):
+    out = tmp_path / "labels.csv"
+    r = run(image_dir / "cat.jpg", "-k", "3", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert r.stdout == ""
+    rows = list(csv.DictReader(out.open()))
+    assert [int(x["rank"]) for x in rows] == [1, 2, 3]
+
+
+def test_default_format_is_jsonl_when_piped(run, image_dir):
+    r = run(image_dir / "cat.jpg")
+    assert r.exit_code == 0
+    (line,) = r.stdout.splitlines()
+    assert json.loads(line)["path"].endswith("cat.jpg")
+
+
+def test_corrupt_file_among_good_ones(run, image_dir):
+    (image_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    r = run(image_dir, "-f", "jsonl")
+    assert r.exit_code == 1
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    errors = [x for x in records if "error" in x]
+    assert len(errors) == 1 and errors[0]["path"].endswith("broken.jpg")
+    assert set(errors[0]) == {"path", "error"}
+    assert sum("predictions" in x for x in records) == len(records) - 1
+    assert f"warning: {image_dir / 'broken.jpg'}: " in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_csv_error_row_leaves_prediction_fields_empty(run, tmp_path):
+    (tmp_path / "bad.png").write_text("nope")
+    r = run(tmp_path / "bad.png", "-f", "csv")
+    assert r.exit_code == 1
+    (row,) = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert row["path"].endswith("bad.png") and row["error"]
+    assert [row[k] for k in ("rank", "index", "wnid", "label", "probability")] == [""] * 5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict"], "Missing argument 'INPUTS...'"),
+        (["predict", "x.jpg", "-k", "0"], "0 is not in the range 1<=x<=1000"),
+        (["predict", "x.jpg", "-f", "xml"], "'xml' is not one of"),
+        (["predict", "x.jpg", "--resize", "stretch"], "'stretch' is not one of"),
+    ],
+)
+def test_usage_errors_exit_2(args, message):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and message in r.stderr
+
+
+def test_no_inputs_exit_2(tmp_path, weights_file):
+    r = CliRunner().invoke(cli, ["predict", str(tmp_path / "missing.jpg"), "--weights", str(weights_file)])
+    assert r.exit_code == 2
+    assert r.stderr.strip() == f"Error: {tmp_path / 'missing.jpg'}: no such file or directory"
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(cli, ["predict", str(tmp_path / "empty"), "--weights", str(weights_file)])
+    assert r.exit_code == 2
+    assert "no images found in this folder" in r.stderr
+
+
+def test_missing_file_among_good_ones_is_an_error_record(run, image_dir, tmp_path):
+    r = run(image_dir / "cat.jpg", tmp_path / "gone.jpg", "-f", "jsonl")
+    assert r.exit_code == 1
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert {x["path"]: "error" in x for x in records} == {str(tmp_path / "gone.jpg"): True,
+                                                           str(image_dir / "cat.jpg"): False}
+
+
+def test_glob_pattern(run, image_dir):
+    r = run(str(image_dir / "c*.jpg"), "-f", "jsonl")
+    assert r.exit_code == 0
+    assert [json.loads(x)["path"] for x in r.stdout.splitlines()] == [
+        str(image_dir / "cat.jpg"), str(image_dir / "coffee.jpg")]
+
+
+def test_python_api_without_click(samples, weights_file):
+    code = (
+        "import sys\n"
+        "from xception_cli import Classifier\n"
+        f"records = Classifier(weights={str(weights_file)!r}).predict([{str(samples[0])!r}], top_k=2)\n"
+        "print(records[0].predictions[0].label, len(records[0].predictions), 'click' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    label, n, click_loaded = out.stdout.split()
+    assert n == "2" and click_loaded == "False" and label
