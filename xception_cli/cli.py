@@ -6,6 +6,7 @@ command imports what it needs when it runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -13,7 +14,7 @@ import sys
 import click
 
 from . import __version__
-from .config import RESIZE_MODES
+from .config import IMAGENET_INPUT_SIZE, MIN_INPUT_SIZE, RESIZE_MODES
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEBUG_ENV = "XCEPTION_DEBUG"
@@ -134,7 +135,7 @@ def cli():
 @click.option("-b", "--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True,
               help="Images per model call.")
 @click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
-              help="Decoding threads [default: 2 x cores, 2-8].")
+              help="Decoding threads [default: one per core, 2-8].")
 @weights_option()
 @click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
               help="center-crop: short side to 299/0.875 then the centre 299x299 (bicubic); "
@@ -167,6 +168,57 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
         progress=not no_progress and stderr_is_terminal(),
     )
     sys.exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# summary
+
+
+@cli.command(context_settings=CONTEXT)
+@output_options(["table", "json", "csv"])
+@click.option("--layers", is_flag=True, help="One row per layer (name, type, output, params, MACs).")
+@click.option("--input-size", type=click.IntRange(min=MIN_INPUT_SIZE), default=IMAGENET_INPUT_SIZE,
+              show_default=True, help="Input side in pixels; other than 299 leaves out the ImageNet top.")
+@click.option("--compare", type=click.Choice(["inception-v3"]), default=None,
+              help="Add another architecture's totals (random weights, never downloaded).")
+@friendly_errors
+def summary(fmt, output, layers, input_size, compare):
+    """The architecture: 3 flows and 14 blocks with shapes, parameters and multiply-adds.
+
+    \b
+    Examples:
+      xception summary
+      xception summary --layers
+      xception summary --compare inception-v3
+      xception summary --input-size 71 -f json
+
+    Needs no weights and never downloads.
+    """
+    from .render import console
+    from .summary_cmd import build_summary, compare_totals, to_csv, to_json
+
+    fmt = pick_format(fmt, output, ("table", "json", "csv"), "json")
+    s = build_summary(input_size)
+    cmp = {compare: compare_totals(compare, input_size)} if compare else None
+    with open_output(output) as stream:
+        if fmt == "json":
+            stream.write(to_json(s, layers, cmp))
+        elif fmt == "csv":
+            stream.write(to_csv(s, layers))
+        else:
+            from .summary_cmd import render_tables
+
+            render_tables(s, layers, cmp, console(file=stream))
+
+
+@contextlib.contextmanager
+def open_output(output):
+    """``-o FILE`` opened for writing, or stdout."""
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as f:
+            yield f
+    else:
+        yield sys.stdout
 
 
 def main() -> None:

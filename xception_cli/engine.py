@@ -69,6 +69,7 @@ class Engine:
     precision: str = "float32"
     input_size: int = config.IMAGENET_INPUT_SIZE
     pooling: str | None = None
+    initialize: bool = True  # random initial weights when no weights file is loaded
     progress: Callable[[int, int | None], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -100,6 +101,7 @@ class Engine:
             input_shape=(self.input_size, self.input_size, 3),
             pooling=None if self.include_top else self.pooling,
             dtype_policy=_POLICY[self.precision],
+            initialize=self.initialize and path is None,  # a weights file overwrites them anyway
         )
         t2 = time.perf_counter()
         if path is not None:
@@ -161,18 +163,33 @@ def get_engine(
     input_size: int = config.IMAGENET_INPUT_SIZE,
     pooling: str | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    initialize: bool = True,
 ) -> Engine:
     """The process-wide ``Engine`` for this configuration (created lazily, then reused)."""
-    key = (None if weights is None else str(weights), include_top, precision, input_size, pooling)
+    key = (None if weights is None else str(weights), include_top, precision, input_size, pooling, initialize)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
             engine = Engine(
                 weights=key[0], include_top=include_top, precision=precision,
-                input_size=input_size, pooling=pooling, progress=progress,
+                input_size=input_size, pooling=pooling, progress=progress, initialize=initialize,
             )
             _ENGINES[key] = engine
     return engine
+
+
+def architecture(input_size: int = config.IMAGENET_INPUT_SIZE):
+    """A built Xception of this input size, for inspection (``summary``); values are irrelevant.
+
+    Reuses any engine already built in this process with the same shape (the ImageNet top is
+    included at 299x299 only); otherwise builds a shared one without random initialisation.
+    """
+    include_top = input_size == config.IMAGENET_INPUT_SIZE
+    with _ENGINES_LOCK:
+        for e in _ENGINES.values():
+            if e._model is not None and (e.input_size, e.include_top, e.pooling) == (input_size, include_top, None):
+                return e.model
+    return get_engine(weights="none", include_top=include_top, input_size=input_size, initialize=False).model
 
 
 def clear_engines() -> None:

@@ -59,6 +59,7 @@ def build_xception(
     classes: int = config.IMAGENET_CLASSES,
     classifier_activation: str | None = "softmax",
     dtype_policy: str | None = None,
+    initialize: bool = True,
     name: str = "xception",
 ):
     """Build the (untrained) Xception network.
@@ -71,6 +72,9 @@ def build_xception(
         classifier_activation: activation of the classifier (``None`` for logits).
         dtype_policy: a Keras dtype policy such as ``"mixed_bfloat16"``; the classifier is kept in
             float32 so probabilities are computed at full precision.
+        initialize: draw random initial weights (Keras' defaults). ``False`` fills kernels with
+            zeros instead, which is much faster: for a model whose weights are loaded next, or
+            that is only inspected.
     """
     import keras
     from keras import layers
@@ -83,12 +87,16 @@ def build_xception(
         raise ValueError(f"classes must be a positive integer, got {classes!r}")
     shape = validate_input_shape(input_shape)
     kw = {"dtype": dtype_policy} if dtype_policy else {}
+    init = {} if initialize else {"kernel_initializer": "zeros"}
+    sep_init = {} if initialize else {"depthwise_initializer": "zeros", "pointwise_initializer": "zeros"}
 
     def conv(x, filters, kernel, name, strides=1, padding="valid"):
-        return layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=name, **kw)(x)
+        return layers.Conv2D(
+            filters, kernel, strides=strides, padding=padding, use_bias=False, name=name, **init, **kw
+        )(x)
 
     def sepconv(x, filters, name):
-        return layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=name, **kw)(x)
+        return layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=name, **sep_init, **kw)(x)
 
     def bn(x, name):
         return layers.BatchNormalization(epsilon=BN_EPSILON, name=name, **kw)(x)
@@ -134,7 +142,7 @@ def build_xception(
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool", **kw)(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32", **init)(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool", **kw)(x)
     elif pooling == "max":
