@@ -34,7 +34,7 @@ class Classifier:
         weights: str | os.PathLike | None = "imagenet",
         resize: str = "center-crop",
         precision: str = "float32",
-        batch_size: int = 32,
+        batch_size: int = 8,
         workers: int | None = None,
         progress=None,
     ):

@@ -132,7 +132,7 @@ def cli():
 @click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Number of labels per image.")
 @output_options(["table", "json", "jsonl", "csv"])
-@click.option("-b", "--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True,
+@click.option("-b", "--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="Images per model call.")
 @click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
               help="Decoding threads [default: one per core, 2-8].")
