@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from tests.conftest import noise_image, rgb
 from xception_cli.cli import cli
 from xception_cli.discovery import discover
@@ -262,7 +263,8 @@ def test_killed_run_then_resume_records_every_file_once(small_folder, weights_fi
 
         rows = list(csv.DictReader(out.open()))
         paths = [row["path"] for row in rows if row["rank"] in ("1", "")]
-    expected = sorted([str(small_folder / f"img_{i:03d}.png") for i in range(40)] + [str(small_folder / "zz_broken.png")])
+    expected = sorted([str(small_folder / f"img_{i:03d}.png") for i in range(40)]
+                      + [str(small_folder / "zz_broken.png")])
     assert sorted(paths) == expected  # each exactly once
 
 
