@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from xception_cli.cli import cli
 
-COMMANDS = [[], ["predict"]]
+COMMANDS = [[], ["predict"], ["summary"], ["benchmark"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "xception")

@@ -1,0 +1,83 @@
+"""The project's model call vs keras.applications.Xception(...).predict, in one process.
+
+usage: python benchmarks/model_call.py [--iterations 15] [--rounds 3]
+
+Both load the same calibrated weights file; inputs are the same random batch. Calls are
+interleaved in rounds so that the machine's noise hits both alike; the median latency of each
+is reported, and the ratios. Also bfloat16 vs float32 for the project's call at batch 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, weights_file  # noqa: E402
+
+
+def median_ms(fn, x, iterations: int) -> float:
+    lat = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        fn(x)
+        lat.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(lat)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--iterations", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    weights = weights_file()
+    from xception_cli.engine import get_engine, import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import keras
+
+    ours = get_engine(weights=str(weights))
+    ours_bf16 = get_engine(weights=str(weights), precision="bfloat16")
+    reference = keras.applications.Xception(weights=str(weights))
+    rng = np.random.default_rng(0)
+    batches = {bs: rng.uniform(-1, 1, (bs, 299, 299, 3)).astype(np.float32) for bs in (1, 8)}
+    calls = {
+        "keras predict": lambda x: reference.predict(x, verbose=0),
+        "xception-cli": ours,
+        "xception-cli bf16": ours_bf16,
+    }
+    for bs, x in batches.items():  # warm-up: tracing, oneDNN primitive creation
+        for fn in calls.values():
+            fn(x)
+            fn(x)
+        diff = np.abs(ours(x) - reference.predict(x, verbose=0)).max()
+        print(f"batch {bs}: max |ours - keras| = {diff:.2e}")
+    times: dict[tuple[str, int], list[float]] = {}
+    for _ in range(args.rounds):
+        for bs, x in batches.items():
+            for name, fn in calls.items():
+                if name.endswith("bf16") and bs != 8:
+                    continue
+                times.setdefault((name, bs), []).append(median_ms(fn, x, args.iterations))
+    print(f"\nmachine: {machine()}")
+    print(f"{'call':<22}{'batch':>6}{'median ms':>12}{'ms/image':>10}")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for (name, bs), ms in med.items():
+        print(f"{name:<22}{bs:>6}{ms:12.1f}{ms / bs:10.1f}")
+    print("\nratios (same run):")
+    for bs in (1, 8):
+        print(f"  xception-cli vs keras predict, batch {bs}, float32: "
+              f"{med['keras predict', bs] / med['xception-cli', bs]:.2f}x")
+    print(f"  bfloat16 vs float32 (xception-cli, batch 8): "
+          f"{med['xception-cli', 8] / med['xception-cli bf16', 8]:.2f}x")
+    print(f"\n(rerun: python benchmarks/model_call.py --iterations {args.iterations} --rounds {args.rounds})")
+
+
+if __name__ == "__main__":
+    main()

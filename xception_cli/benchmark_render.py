@@ -1,0 +1,51 @@
+"""Tables for ``xception benchmark`` (Rich)."""
+
+from __future__ import annotations
+
+from .render import table
+
+
+def render(result: dict, console) -> None:
+    sysinfo, model = result["system"], result["model"]
+    feats = ", ".join(f"{k} {'yes' if sysinfo[k] else 'no'}" for k in ("onednn", "avx512f", "avx512_bf16", "amx_bf16"))
+    console.print(
+        f"[bold]{model['name']}[/]: {model['params']:,} parameters, {model['macs_per_image'] / 1e9:.2f} G MACs "
+        f"per image at {'x'.join(map(str, model['input_shape']))}\n"
+        f"{sysinfo['cpu']}, {sysinfo['cores']} cores, {sysinfo['intra_op_threads']} intra-op threads; {feats}\n"
+        f"Python {sysinfo['python']}, TensorFlow {sysinfo['tensorflow']}, Keras {sysinfo['keras']}\n"
+        f"cold start (import + build + weights): {result['cold_start_s']:.2f} s; "
+        f"first call (tracing): {result['first_call_s']:.2f} s",
+        highlight=False,
+    )
+    rows = []
+    for r in result["results"]:
+        lat = r["latency_ms"]
+        rows.append([r["mode"], r["precision"], r["batch_size"], r["iterations"], f"{r['images_per_second']:.2f}",
+                     f"{lat['p50']:.1f}", f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{r['ms_per_image']:.1f}",
+                     f"{r['gmacs_per_second']:.1f}", f"{r['peak_rss_mb']:.0f}"])
+    console.print(table(
+        ["Mode", "Precision", ("Batch", "right"), ("Iters", "right"), ("Images/s", "right"), ("p50 ms", "right"),
+         ("p90 ms", "right"), ("p99 ms", "right"), ("ms/image", "right"), ("GMAC/s", "right"),
+         ("Peak RSS MB", "right")],
+        rows, caption="images/s = batch / p50 latency; GMAC/s from the multiply-add count of `xception summary`; "
+        "peak RSS is the process's so far.",
+    ))
+    cmp = result.get("comparison")
+    if cmp:
+        parts = [f"batch {bs}: {x:.2f}x" for bs, x in cmp["speedup_bfloat16_vs_float32"].items()]
+        line = "bfloat16 vs float32 speed-up: " + ", ".join(parts)
+        if "top1_agreement" in cmp:
+            line += (f"; top-1 agreement {cmp['top1_agreement']:.0%} on {cmp['agreement_inputs']}, "
+                     f"max |Δp| {cmp['max_abs_probability_difference']:.2g}")
+        console.print(line, highlight=False)
+        if cmp.get("note"):
+            console.print(f"note: {cmp['note']}", highlight=False)
+    e2e = result.get("end_to_end")
+    if e2e:
+        console.print(
+            f"end to end over {e2e['images']} files (batch {e2e['batch_size']}): "
+            f"{e2e['images_per_second']:.2f} images/s; "
+            f"decode+preprocess {e2e['decode_ms_per_image']:.1f} ms/image, model {e2e['model_ms_per_image']:.1f} "
+            f"ms/image; {e2e['decode_hidden_fraction']:.0%} of decoding hidden behind the model",
+            highlight=False,
+        )
