@@ -176,6 +176,7 @@ def test_truncated_jpeg(tmp_path):
         load_image(tmp_path / "cut.jpg")
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize("side, shown", [(120, "120x120 pixels"), (200, "40,000 pixels")])
 def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch, side, shown):
     rgb(side, side).save(tmp_path / "bomb.png")

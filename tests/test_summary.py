@@ -109,10 +109,13 @@ def test_compare_inception_v3():
 
 
 def test_summary_reuses_the_shared_model(engine):
-    from xception_cli.engine import architecture
+    from xception_cli import engine as E
 
     assert engine.model is not None  # the predict engine, built in this process
-    assert architecture(299) is engine.model
-    small = architecture(128)
+    before = dict(E._ENGINES)
+    model = E.architecture(299)
+    assert any(e._model is model for e in before.values()), "an already built model is reused"
+    assert E._ENGINES.keys() == before.keys(), "no new model was built"
+    small = E.architecture(128)
     assert summarize(small).blocks[0].output_shape == [61, 61, 64]
-    assert architecture(128) is small
+    assert E.architecture(128) is small

@@ -43,6 +43,11 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader went away (`xception predict dir | head`): stop quietly, as Unix tools do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except (WeightsError, ImageError, ValueError, OSError) as e:
             if os.environ.get(DEBUG_ENV):
                 raise

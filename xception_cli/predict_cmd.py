@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from contextlib import ExitStack
 
 import click
@@ -24,9 +25,14 @@ def _load_classifier(weights, resize, precision, batch_size, workers, show_progr
     from .classifier import Classifier
 
     bar = None
+    announced = False
 
     def on_download(done: int, total: int | None) -> None:
-        nonlocal bar
+        nonlocal bar, announced
+        if not announced:
+            announced = True
+            size = f" ({total / 1e6:.0f} MB)" if total else ""
+            click.echo(f"downloading the ImageNet weights{size} into the Keras cache (once)", err=True)
         if not show_progress:
             return
         if bar is None:
@@ -51,6 +57,10 @@ def _load_classifier(weights, resize, precision, batch_size, workers, show_progr
 
 
 def run_predict(*, inputs, top_k, fmt, output, batch_size, workers, weights, resize, precision, resume, progress):
+    from PIL import Image
+
+    # Oversized images become error records with their own message; Pillow's warning is noise here.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     found = discover(inputs)
     if not found.paths:
         problems = [f"{raw}: no such file or directory" for raw in found.missing]
