@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from tests.conftest import noise_image, rgb
 from xception_cli.cli import cli
 from xception_cli.discovery import discover
-from xception_cli.pipeline import Stats, classify_stream
+from xception_cli.pipeline import PREFETCH, Decoder, Stats, classify_stream
 from xception_cli.preprocess import ImageError, load_image
 
 
@@ -107,8 +107,22 @@ def test_memory_stays_bounded(tmp_path):
 
     stream = classify_stream(items(), fake_infer, batch_size=4, workers=2)
     next(stream)
-    assert len(pulled) <= 4 * 2 + 2 + 4
+    time.sleep(0.2)
+    assert len(pulled) <= PREFETCH + 4 + 1  # the window, the batch just taken, one look-ahead
+    next(stream)
+    assert len(pulled) <= PREFETCH + 8 + 1
     stream.close()
+
+
+def test_decoding_starts_before_the_model_is_ready(tmp_path):
+    for i in range(6):
+        noise_image(64, 64, seed=i).save(tmp_path / f"{i}.png")
+    items = [(str(p), str(p)) for p in sorted(tmp_path.glob("*.png"))]
+    with Decoder(items, workers=2) as decoder:
+        time.sleep(0.5)  # e.g. TensorFlow importing
+        records = [r for b in classify_stream(decoder, fake_infer, batch_size=4) for r in b]
+        assert decoder.wait_s < 0.05  # everything was decoded before the model asked
+    assert [r.path for r in records] == [name for name, _ in items] and all(r.ok for r in records)
 
 
 def test_file_that_disappears_mid_run(tmp_path):
@@ -116,7 +130,8 @@ def test_file_that_disappears_mid_run(tmp_path):
     for i in range(12):
         noise_image(32, 32, seed=i).save(tmp_path / f"{i:02d}.png")
         paths.append(str(tmp_path / f"{i:02d}.png"))
-    stream = classify_stream(((p, p) for p in paths), fake_infer, batch_size=1, workers=1)
+    decoder = Decoder(((p, p) for p in paths), workers=1, window=2)  # decodes just ahead
+    stream = classify_stream(decoder, fake_infer, batch_size=1)
     first = next(stream)
     os.unlink(paths[-1])  # discovered, but gone by the time it is decoded
     records = first + [r for b in stream for r in b]

@@ -10,7 +10,7 @@ import numpy as np
 from . import config
 from .config import RESIZE_MODES
 from .engine import get_engine
-from .pipeline import Record, Stats, classify_stream
+from .pipeline import Decoder, Record, Stats, classify_stream
 
 
 class Classifier:
@@ -53,7 +53,11 @@ class Classifier:
         _ = self.engine.model
         return self
 
-    def stream(self, items: Iterable[tuple[str, object]], top_k: int = 5, stats: Stats | None = None
+    def decoder(self, items: Iterable[tuple[str, object]]) -> Decoder:
+        """Start decoding ``(name, source)`` pairs now (e.g. while the model loads); pass it to ``stream``."""
+        return Decoder(items, size=self.size, resize=self.resize, workers=self.workers)
+
+    def stream(self, items: Iterable[tuple[str, object]] | Decoder, top_k: int = 5, stats: Stats | None = None
                ) -> Iterator[list[Record]]:
         """Classify ``(name, source)`` pairs lazily; yields each batch's records in order."""
         return classify_stream(

@@ -21,7 +21,7 @@ from .pipeline import Record, Stats
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _load_classifier(weights, resize, precision, batch_size, workers, show_progress):
+def _load_classifier(weights, resize, precision, batch_size, workers, show_progress, paths):
     from .classifier import Classifier
 
     bar = None
@@ -48,12 +48,16 @@ def _load_classifier(weights, resize, precision, batch_size, workers, show_progr
 
     clf = Classifier(weights=weights, resize=resize, precision=precision, batch_size=batch_size,
                      workers=workers, progress=on_download)
+    decoder = clf.decoder((p, p) for p in paths)
     try:
         clf.load()
+    except BaseException:
+        decoder.close()
+        raise
     finally:
         if bar is not None:
             bar.stop()
-    return clf
+    return decoder, clf
 
 
 def run_predict(*, inputs, top_k, fmt, output, batch_size, workers, weights, resize, precision, resume, progress):
@@ -89,7 +93,8 @@ def run_predict(*, inputs, top_k, fmt, output, batch_size, workers, weights, res
             if not paths and not leading:
                 return EXIT_OK
 
-    clf = _load_classifier(weights, resize, precision, batch_size, workers, progress)
+    # Decoding starts now and runs while TensorFlow loads (its import leaves the other cores idle).
+    decoder, clf = _load_classifier(weights, resize, precision, batch_size, workers, progress, paths)
 
     stats = Stats(started=time.perf_counter())
     records_for_table: list[Record] = []
@@ -121,7 +126,7 @@ def run_predict(*, inputs, top_k, fmt, output, batch_size, workers, weights, res
         try:
             if leading:
                 emit(leading)
-            for batch in clf.stream(((p, p) for p in paths), top_k=top_k, stats=stats):
+            for batch in clf.stream(decoder, top_k=top_k, stats=stats):
                 emit(batch)
         except KeyboardInterrupt:
             interrupted = True
