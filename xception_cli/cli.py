@@ -41,8 +41,11 @@ def friendly_errors(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt:  # before any work was done (e.g. while TensorFlow loads)
+            click.echo("interrupted", err=True)
+            sys.exit(130)
         except BrokenPipeError:
             # The reader went away (`xception predict dir | head`): stop quietly, as Unix tools do.
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -18,7 +18,7 @@ from .discovery import discover
 from .output import WRITERS, read_completed, rewrite_kept
 from .pipeline import Record, Stats
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def _load_classifier(weights, resize, precision, batch_size, workers, show_progress, paths):
