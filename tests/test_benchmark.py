@@ -39,6 +39,9 @@ def test_schema_and_consistency(model_only):
     assert out["model"] == {"name": "xception", "params": 22_910_480, "macs_per_image": 8_357_403_496,
                             "input_shape": [299, 299, 3]}
     assert out["cold_start_s"] >= 0 and out["first_call_s"] > 0
+    parts = out["cold_start_breakdown_s"]
+    assert set(parts) == {"import_s", "resolve_weights_s", "build_s", "load_weights_s"}
+    assert sum(parts.values()) == pytest.approx(out["cold_start_s"], abs=0.01)
     assert [(r["batch_size"], r["precision"], r["mode"], r["iterations"]) for r in out["results"]] == [
         (1, "float32", "inference", 3), (2, "float32", "inference", 3)]
     for r in out["results"]:

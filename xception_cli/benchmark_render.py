@@ -13,7 +13,7 @@ def render(result: dict, console) -> None:
         f"per image at {'x'.join(map(str, model['input_shape']))}\n"
         f"{sysinfo['cpu']}, {sysinfo['cores']} cores, {sysinfo['intra_op_threads']} intra-op threads; {feats}\n"
         f"Python {sysinfo['python']}, TensorFlow {sysinfo['tensorflow']}, Keras {sysinfo['keras']}\n"
-        f"cold start (import + build + weights): {result['cold_start_s']:.2f} s; "
+        f"cold start (import + build + weights): {result['cold_start_s']:.2f} s{_breakdown(result)}; "
         f"first call (tracing): {result['first_call_s']:.2f} s",
         highlight=False,
     )
@@ -49,3 +49,12 @@ def render(result: dict, console) -> None:
             f"ms/image; {e2e['decode_hidden_fraction']:.0%} of decoding hidden behind the model",
             highlight=False,
         )
+
+
+def _breakdown(result: dict) -> str:
+    parts = result.get("cold_start_breakdown_s")
+    if not parts:
+        return ""
+    names = {"import_s": "import", "resolve_weights_s": "find weights", "build_s": "build",
+             "load_weights_s": "load weights"}
+    return " (" + ", ".join(f"{names[k]} {v:.2f}" for k, v in parts.items() if k in names) + ")"

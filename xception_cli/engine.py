@@ -107,6 +107,7 @@ class Engine:
     def _build(self) -> None:
         t0 = time.perf_counter()
         path = resolve_weights(self.weights, include_top=self.include_top, progress=self.progress)
+        t_resolved = time.perf_counter()
         import_tensorflow_quietly()
         t1 = time.perf_counter()
         model = build_xception(
@@ -120,7 +121,8 @@ class Engine:
         if path is not None:
             load_weights(model, path)
         t3 = time.perf_counter()
-        self.timings.update(resolve_and_import_s=t1 - t0, build_s=t2 - t1, weights_s=t3 - t2)
+        self.timings.update(resolve_weights_s=t_resolved - t0, import_s=t1 - t_resolved, build_s=t2 - t1,
+                            load_weights_s=t3 - t2)
         self.weights_path = path
         self._model = model
 

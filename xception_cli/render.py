@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
@@ -35,7 +34,3 @@ def table(
     for i, row in enumerate(rows):
         t.add_row(*("" if v is None else str(v) for v in row), end_section=i in cuts)
     return t
-
-
-def no_color() -> bool:
-    return "NO_COLOR" in os.environ
