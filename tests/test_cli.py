@@ -160,3 +160,10 @@ def test_python_api_without_click(samples, weights_file):
     assert out.returncode == 0, out.stderr
     label, n, click_loaded = out.stdout.split()
     assert n == "2" and click_loaded == "False" and label
+
+
+def test_unwritable_output_fails_before_any_work(run, image_dir, tmp_path):
+    target = tmp_path / "no" / "such" / "dir" / "out.jsonl"
+    r = run(image_dir, "-o", target)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == f"Error: {target}: cannot write: folder {target.parent} does not exist"

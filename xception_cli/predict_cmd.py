@@ -75,6 +75,13 @@ def run_predict(*, inputs, top_k, fmt, output, batch_size, workers, weights, res
     leading = [Record(raw, error="no such file or directory") for raw in found.missing]
     paths = found.paths
 
+    if output:  # fail before the model loads, not after
+        parent = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(parent):
+            raise FatalError(f"{output}: cannot write: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK) or (os.path.exists(output) and not os.access(output, os.W_OK)):
+            raise FatalError(f"{output}: cannot write: permission denied")
+
     append = False
     if resume:
         if not output:
