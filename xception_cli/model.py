@@ -77,7 +77,6 @@ def build_xception(
             that is only inspected.
     """
     import keras
-    from keras import layers
 
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of None, 'avg', 'max'; got {pooling!r}")
@@ -86,42 +85,32 @@ def build_xception(
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
         raise ValueError(f"classes must be a positive integer, got {classes!r}")
     shape = validate_input_shape(input_shape)
-    kw = {"dtype": dtype_policy} if dtype_policy else {}
-    init = {} if initialize else {"kernel_initializer": "zeros"}
-    sep_init = {} if initialize else {"depthwise_initializer": "zeros", "pointwise_initializer": "zeros"}
+    inputs = keras.Input(shape=shape, name="input_image")
+    ops = KerasOps(dtype_policy=dtype_policy, initialize=initialize)
+    outputs = xception_graph(inputs, ops, include_top, pooling, classes, classifier_activation)
+    return keras.Model(inputs, outputs, name=name)
 
-    def conv(x, filters, kernel, name, strides=1, padding="valid"):
-        return layers.Conv2D(
-            filters, kernel, strides=strides, padding=padding, use_bias=False, name=name, **init, **kw
-        )(x)
 
-    def sepconv(x, filters, name):
-        return layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=name, **sep_init, **kw)(x)
-
-    def bn(x, name):
-        return layers.BatchNormalization(epsilon=BN_EPSILON, name=name, **kw)(x)
-
-    def relu(x, name):
-        return layers.Activation("relu", name=name, **kw)(x)
+def xception_graph(x, ops, include_top=True, pooling=None, classes=config.IMAGENET_CLASSES,
+                   classifier_activation="softmax"):
+    """The architecture, written once against ``ops`` (``KerasOps`` builds layers; the engine's
+    ``FoldedOps`` runs the same graph as plain TensorFlow ops with BatchNormalization folded)."""
 
     def downsampling_block(x, block, filters1, filters2, relu_first=True):
         """Two separable convolutions, a strided max-pool and a strided 1x1 residual."""
         p = f"block{block}"
-        residual = conv(x, filters2, 1, f"{p}_residual_conv", strides=2, padding="same")
-        residual = bn(residual, f"{p}_residual_bn")
+        residual = ops.conv_bn(x, filters2, 1, f"{p}_residual_conv", f"{p}_residual_bn", strides=2, padding="same")
         if relu_first:
-            x = relu(x, f"{p}_sepconv1_act")
-        x = bn(sepconv(x, filters1, f"{p}_sepconv1"), f"{p}_sepconv1_bn")
-        x = relu(x, f"{p}_sepconv2_act")
-        x = bn(sepconv(x, filters2, f"{p}_sepconv2"), f"{p}_sepconv2_bn")
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{p}_pool", **kw)(x)
-        return layers.Add(name=f"{p}_add", **kw)([x, residual])
-
-    inputs = keras.Input(shape=shape, name="input_image")
+            x = ops.relu(x, f"{p}_sepconv1_act")
+        x = ops.sepconv_bn(x, filters1, f"{p}_sepconv1")
+        x = ops.relu(x, f"{p}_sepconv2_act")
+        x = ops.sepconv_bn(x, filters2, f"{p}_sepconv2")
+        x = ops.maxpool(x, f"{p}_pool")
+        return ops.add(x, residual, f"{p}_add")
 
     # Entry flow. Block 1: the stem of two regular convolutions (299 -> 149 -> 147).
-    x = relu(bn(conv(inputs, 32, 3, "block1_conv1", strides=2), "block1_conv1_bn"), "block1_conv1_act")
-    x = relu(bn(conv(x, 64, 3, "block1_conv2"), "block1_conv2_bn"), "block1_conv2_act")
+    x = ops.relu(ops.conv_bn(x, 32, 3, "block1_conv1", "block1_conv1_bn", strides=2), "block1_conv1_act")
+    x = ops.relu(ops.conv_bn(x, 64, 3, "block1_conv2", "block1_conv2_bn"), "block1_conv2_act")
     for block, filters, residual_filters in _ENTRY_BLOCKS:
         # Block 2 follows a ReLU already, so it starts straight with its separable convolution.
         x = downsampling_block(x, block, filters, residual_filters, relu_first=block != 2)
@@ -131,23 +120,70 @@ def build_xception(
         p = f"block{block}"
         residual = x
         for i in (1, 2, 3):
-            x = relu(x, f"{p}_sepconv{i}_act")
-            x = bn(sepconv(x, 728, f"{p}_sepconv{i}"), f"{p}_sepconv{i}_bn")
-        x = layers.Add(name=f"{p}_add", **kw)([x, residual])
+            x = ops.relu(x, f"{p}_sepconv{i}_act")
+            x = ops.sepconv_bn(x, 728, f"{p}_sepconv{i}")
+        x = ops.add(x, residual, f"{p}_add")
 
     # Exit flow.
     x = downsampling_block(x, 13, 728, 1024)
     for i, filters in ((1, 1536), (2, 2048)):
-        x = relu(bn(sepconv(x, filters, f"block14_sepconv{i}"), f"block14_sepconv{i}_bn"), f"block14_sepconv{i}_act")
+        x = ops.relu(ops.sepconv_bn(x, filters, f"block14_sepconv{i}"), f"block14_sepconv{i}_act")
 
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool", **kw)(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions", dtype="float32", **init)(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool", **kw)(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool", **kw)(x)
-    return keras.Model(inputs, x, name=name)
+        return ops.dense(ops.avg_pool(x, "avg_pool"), classes, classifier_activation, "predictions")
+    if pooling == "avg":
+        return ops.avg_pool(x, "avg_pool")
+    if pooling == "max":
+        return ops.max_pool(x, "max_pool")
+    return x
+
+
+class KerasOps:
+    """``xception_graph``'s operations as Keras layers (the reference model and its weights).
+
+    Each convolution and its BatchNormalization are created in that order, which is the order of
+    the official weights file.
+    """
+
+    def __init__(self, dtype_policy: str | None = None, initialize: bool = True):
+        from keras import layers
+
+        self.layers = layers
+        self.kw = {"dtype": dtype_policy} if dtype_policy else {}
+        self.init = {} if initialize else {"kernel_initializer": "zeros"}
+        self.sep_init = {} if initialize else {"depthwise_initializer": "zeros", "pointwise_initializer": "zeros"}
+
+    def _bn(self, x, name):
+        return self.layers.BatchNormalization(epsilon=BN_EPSILON, name=name, **self.kw)(x)
+
+    def conv_bn(self, x, filters, kernel, name, bn_name, strides=1, padding="valid"):
+        x = self.layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=name,
+                               **self.init, **self.kw)(x)
+        return self._bn(x, bn_name)
+
+    def sepconv_bn(self, x, filters, name):
+        x = self.layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=name,
+                                        **self.sep_init, **self.kw)(x)
+        return self._bn(x, f"{name}_bn")
+
+    def relu(self, x, name):
+        return self.layers.Activation("relu", name=name, **self.kw)(x)
+
+    def maxpool(self, x, name):
+        return self.layers.MaxPooling2D(3, strides=2, padding="same", name=name, **self.kw)(x)
+
+    def add(self, x, y, name):
+        return self.layers.Add(name=name, **self.kw)([x, y])
+
+    def avg_pool(self, x, name):
+        return self.layers.GlobalAveragePooling2D(name=name, **self.kw)(x)
+
+    def max_pool(self, x, name):
+        return self.layers.GlobalMaxPooling2D(name=name, **self.kw)(x)
+
+    def dense(self, x, units, activation, name):
+        # float32 even under mixed precision: probabilities are computed at full precision
+        return self.layers.Dense(units, activation=activation, name=name, dtype="float32", **self.init)(x)
 
 
 def block_of(layer_name: str) -> int | None:
