@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xception_cli.fused import fold, folded_inference
+from xception_cli.fused import fold, folded_inference, model_weights
 from xception_cli.model import build_xception
 
 
@@ -40,7 +40,7 @@ def test_folded_equals_keras(include_top, pooling, size):
     _randomise_batchnorms(model)
     x = np.random.default_rng(2).uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
     expected = np.asarray(model(x, training=False))
-    got = folded_inference(model, include_top, pooling, size)(x)
+    got = folded_inference(model_weights(model), include_top, pooling, size)(x)
     assert got.shape == expected.shape
     scale = max(1.0, float(np.abs(expected).max()))
     assert np.abs(got - expected).max() / scale < 1e-5
@@ -53,3 +53,16 @@ def test_engine_uses_folded_inference_for_float32(engine, samples):
     keras_out = np.asarray(engine.model(x, training=False))
     assert np.abs(engine(x) - keras_out).max() < 1e-5
     assert engine.infer.__qualname__.startswith("folded_inference")
+
+
+def test_legacy_file_needs_no_keras_model(weights_file, samples):
+    """With the official file format, inference reads the file straight into the folded graph."""
+    from xception_cli.engine import Engine
+    from xception_cli.preprocess import preprocess_image
+
+    e = Engine(weights=str(weights_file))
+    x = np.stack([preprocess_image(p) for p in samples[:2]])
+    probs = e(x)
+    assert e._model is None, "the Keras model was not built"
+    assert "read_weights_s" in e.timings and "build_s" not in e.timings
+    assert np.abs(probs - np.asarray(e.model(x, training=False))).max() < 1e-5

@@ -49,6 +49,13 @@ def test_weight_layout_matches_reference(model):
     theirs = [[tuple(w.shape) for w in layer.weights] for layer in ref.layers if layer.weights]
     assert len(ours) == 81
     assert ours == theirs
+    # The layout computed without Keras (used to read weights files directly) is the same.
+    from xception_cli.model import weight_layout
+
+    layout = weight_layout()
+    assert [name for name, _ in layout] == [layer.name for layer in model.layers if layer.weights]
+    assert [[tuple(s) for s in shapes] for _, shapes in layout] == ours
+    assert len(weight_layout(include_top=False)) == 80
 
 
 @pytest.mark.parametrize("pooling, shape", [(None, (None, 3, 3, 2048)), ("avg", (None, 2048)), ("max", (None, 2048))])

@@ -49,8 +49,8 @@ class Classifier:
         self.size = config.IMAGENET_INPUT_SIZE
 
     def load(self) -> Classifier:
-        """Build the model and load the weights now (otherwise done on the first prediction)."""
-        _ = self.engine.model
+        """Find and load the weights and compile inference now (otherwise done on first use)."""
+        _ = self.engine.infer
         return self
 
     def decoder(self, items: Iterable[tuple[str, object]]) -> Decoder:

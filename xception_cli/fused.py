@@ -21,16 +21,24 @@ def fold(kernel: np.ndarray, gamma, beta, mean, var, eps: float = BN_EPSILON) ->
     return (kernel * scale).astype(np.float32), (beta - mean * scale).astype(np.float32)
 
 
-class FoldedOps:
-    """``xception_graph``'s operations as TensorFlow ops over folded copies of ``model``'s weights."""
+def model_weights(model) -> dict[str, list[np.ndarray]]:
+    """``{layer name: [arrays]}`` of a built Keras model (read eagerly)."""
+    return {layer.name: [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]
+            for layer in model.layers if layer.weights}
 
-    def __init__(self, model):
+
+class FoldedOps:
+    """``xception_graph``'s operations as TensorFlow ops over folded copies of the weights.
+
+    ``weights``: ``{layer name: [arrays]}`` with the names and weight order of the Keras model
+    (``model_weights(model)``, or a weights file read with ``weights.read_for_layout``).
+    """
+
+    def __init__(self, weights: dict[str, list[np.ndarray]]):
         import tensorflow as tf
 
         self.tf = tf
-        # Read eagerly now: inside the traced function variables have no values.
-        self.weights = {layer.name: [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]
-                        for layer in model.layers if layer.weights}
+        self.weights = weights
 
     def _get(self, name):
         return self.weights[name]
@@ -79,17 +87,19 @@ class FoldedOps:
         raise ValueError(f"unsupported classifier activation for folded inference: {activation!r}")
 
 
-def folded_inference(model, include_top: bool, pooling: str | None, input_size: int):
-    """A compiled ``f(float32 batch) -> float32 outputs`` equivalent to ``model(x, training=False)``."""
+def folded_inference(weights: dict[str, list[np.ndarray]], include_top: bool, pooling: str | None,
+                     input_size: int):
+    """A compiled ``f(float32 batch) -> float32 outputs`` equal to the Keras model in inference mode."""
     import tensorflow as tf
 
-    ops = FoldedOps(model)
+    ops = FoldedOps(weights)
     spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
-    classes = model.output.shape[-1] if include_top else None
+    classes = weights["predictions"][1].shape[0] if include_top else None
 
     @tf.function(input_signature=[spec], autograph=False)
     def infer(x):
         return xception_graph(x, ops, include_top=include_top, pooling=pooling, classes=classes)
 
-    infer.get_concrete_function()  # trace now, while the constants are at hand
+    infer.get_concrete_function()  # trace now: the folded weights are captured as tensors
+    ops.weights = None  # the NumPy copies are no longer needed
     return lambda x: infer(x).numpy()

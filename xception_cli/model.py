@@ -1,8 +1,15 @@
 """The Xception network (Chollet, CVPR 2017) in Keras 3.
 
-The layers are created in the order of the official Keras ImageNet weights file, so that file
-loads by topological order: in blocks 2, 3, 4 and 13 the strided 1x1 residual convolution and
-its BatchNormalization come *before* the separable convolutions of the main branch.
+The architecture is written once, ``xception_graph(x, ops)``, against a small set of operations;
+``KerasOps`` realises it as Keras layers (``build_xception``: the reference model, weight loading,
+``summary``), ``fused.FoldedOps`` as TensorFlow ops with BatchNormalization folded (inference),
+and ``LayoutOps`` as the list of weighted layers and their shapes (``weight_layout``).
+
+Weights files: Keras 3 loads a legacy ``.h5`` by the order of ``model.layers``, which is
+topological — in blocks 2, 3, 4 and 13 it lists the separable convolutions of the main branch
+before the strided 1x1 residual convolution, whatever order the layers are created in. The
+official file follows that order (``keras.applications.Xception`` loads it); the tests check that
+this model, ``weight_layout()`` and the reference agree layer by layer.
 
 Every layer carries a ``blockN_`` prefix (or ``avg_pool``/``max_pool``/``predictions`` for the
 head), which is how ``summary`` groups layers into the 3 flows and 14 blocks.
@@ -99,13 +106,15 @@ def xception_graph(x, ops, include_top=True, pooling=None, classes=config.IMAGEN
     def downsampling_block(x, block, filters1, filters2, relu_first=True):
         """Two separable convolutions, a strided max-pool and a strided 1x1 residual."""
         p = f"block{block}"
-        residual = ops.conv_bn(x, filters2, 1, f"{p}_residual_conv", f"{p}_residual_bn", strides=2, padding="same")
+        inputs = x
         if relu_first:
             x = ops.relu(x, f"{p}_sepconv1_act")
         x = ops.sepconv_bn(x, filters1, f"{p}_sepconv1")
         x = ops.relu(x, f"{p}_sepconv2_act")
         x = ops.sepconv_bn(x, filters2, f"{p}_sepconv2")
         x = ops.maxpool(x, f"{p}_pool")
+        residual = ops.conv_bn(inputs, filters2, 1, f"{p}_residual_conv", f"{p}_residual_bn", strides=2,
+                               padding="same")
         return ops.add(x, residual, f"{p}_add")
 
     # Entry flow. Block 1: the stem of two regular convolutions (299 -> 149 -> 147).
@@ -139,11 +148,7 @@ def xception_graph(x, ops, include_top=True, pooling=None, classes=config.IMAGEN
 
 
 class KerasOps:
-    """``xception_graph``'s operations as Keras layers (the reference model and its weights).
-
-    Each convolution and its BatchNormalization are created in that order, which is the order of
-    the official weights file.
-    """
+    """``xception_graph``'s operations as Keras layers (the reference model and its weights)."""
 
     def __init__(self, dtype_policy: str | None = None, initialize: bool = True):
         from keras import layers
@@ -184,6 +189,46 @@ class KerasOps:
     def dense(self, x, units, activation, name):
         # float32 even under mixed precision: probabilities are computed at full precision
         return self.layers.Dense(units, activation=activation, name=name, dtype="float32", **self.init)(x)
+
+
+class LayoutOps:
+    """``xception_graph``'s operations on channel counts only: records each weighted layer's name
+    and weight shapes in the order of ``model.layers`` (the weights-file order): each convolution
+    then its BatchNormalization, the main branch of a downsampling block before its residual."""
+
+    def __init__(self):
+        self.layout: list[tuple[str, list[tuple[int, ...]]]] = []
+
+    def _bn(self, channels, name):
+        self.layout.append((name, [(channels,)] * 4))  # gamma, beta, moving mean, moving variance
+        return channels
+
+    def conv_bn(self, c, filters, kernel, name, bn_name, strides=1, padding="valid"):
+        self.layout.append((name, [(kernel, kernel, c, filters)]))
+        return self._bn(filters, bn_name)
+
+    def sepconv_bn(self, c, filters, name):
+        self.layout.append((name, [(3, 3, c, 1), (1, 1, c, filters)]))
+        return self._bn(filters, f"{name}_bn")
+
+    def relu(self, c, name):
+        return c
+
+    maxpool = avg_pool = max_pool = relu
+
+    def add(self, c, other, name):
+        return c
+
+    def dense(self, c, units, activation, name):
+        self.layout.append((name, [(c, units), (units,)]))
+        return units
+
+
+def weight_layout(include_top: bool = True, classes: int = config.IMAGENET_CLASSES) -> list[tuple[str, list]]:
+    """``[(layer name, [weight shapes])]`` of the weighted layers, in weights-file order (no Keras)."""
+    ops = LayoutOps()
+    xception_graph(3, ops, include_top=include_top, classes=classes)
+    return ops.layout
 
 
 def block_of(layer_name: str) -> int | None:

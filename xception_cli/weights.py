@@ -145,28 +145,50 @@ def _fmt(shapes) -> str:
     return "[" + ", ".join("x".join(map(str, s)) or "scalar" for s in shapes) + "]"
 
 
+def check_layout(expected: list[tuple[str, list]], source_layers: list[tuple[str, list]], path: Path) -> None:
+    """Compare ``[(name, [shapes])]`` wanted with ``[(name, [arrays])]`` found, layer by layer in
+    order; raise ``WeightsError`` naming the first mismatching layer and both shapes."""
+    for k, ((name, want), (src_name, arrays)) in enumerate(zip(expected, source_layers)):
+        want, got = [tuple(w) for w in want], _shapes(arrays)
+        if want != got:
+            raise WeightsError(
+                f"{path}: not Xception weights for this model: layer #{k + 1} '{name}' expects "
+                f"{_fmt(want)}, the file's layer '{src_name}' has {_fmt(got)}"
+            )
+    if len(source_layers) != len(expected):
+        raise WeightsError(
+            f"{path}: not Xception weights for this model: the file has {len(source_layers)} layers with "
+            f"weights, the model {len(expected)}"
+            + (" (with/without the classifier top?)" if abs(len(source_layers) - len(expected)) == 1 else "")
+        )
+
+
 def assign_by_order(model, source_layers: list[tuple[str, list]], path: Path) -> None:
     """Set ``model``'s weights from ``[(name, [arrays])]`` matched layer by layer in order.
 
-    Everything is checked before anything is assigned, and the first mismatch is reported with
-    both layers' names and shapes.
+    Everything is checked before anything is assigned.
     """
     targets = weighted_layers(model)
-    for k, (layer, (src_name, arrays)) in enumerate(zip(targets, source_layers)):
-        want, got = _shapes(layer.weights), _shapes(arrays)
-        if want != got:
-            raise WeightsError(
-                f"{path}: not Xception weights for this model: layer #{k + 1} '{layer.name}' expects "
-                f"{_fmt(want)}, the file's layer '{src_name}' has {_fmt(got)}"
-            )
-    if len(source_layers) != len(targets):
-        raise WeightsError(
-            f"{path}: not Xception weights for this model: the file has {len(source_layers)} layers with "
-            f"weights, the model {len(targets)}"
-            + (" (with/without the classifier top?)" if abs(len(source_layers) - len(targets)) == 1 else "")
-        )
+    check_layout([(layer.name, _shapes(layer.weights)) for layer in targets], source_layers, path)
     for layer, (_, arrays) in zip(targets, source_layers):
         layer.set_weights(arrays)
+
+
+def is_legacy_h5(path: str | os.PathLike) -> bool:
+    """A Keras-2 HDF5 weights file (the official files' format), judged by name and magic bytes."""
+    path = Path(path)
+    try:
+        return path.suffix != ".keras" and not path.name.endswith(".weights.h5") and _is_hdf5(path)
+    except OSError:
+        return False
+
+
+def read_for_layout(path: str | os.PathLike, layout: list[tuple[str, list]]) -> dict[str, list]:
+    """Read a legacy .h5 checked against ``layout``; ``{our layer name: [arrays]}`` (no Keras needed)."""
+    path = Path(path)
+    source = read_legacy_h5(path)
+    check_layout(layout, source, path)
+    return {name: arrays for (name, _), (_, arrays) in zip(layout, source)}
 
 
 def read_legacy_h5(path: Path) -> list[tuple[str, list]]:
