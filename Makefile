@@ -13,7 +13,7 @@ test:  ## run the test suite
 	$(BIN)/python -m pytest -q
 
 lint:
-	$(BIN)/ruff check xception_cli tests benchmarks
+	$(BIN)/ruff check xception_cli tests benchmarks examples
 
 bench-folder:  ## whole-command comparison with the naive Keras baseline (see benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/folder.py
