@@ -1,8 +1,10 @@
-"""The process-wide model: built once, weights loaded once, one compiled inference function.
+"""The process-wide model: weights found once, one compiled inference function, built lazily.
 
-``get_engine(...)`` returns the shared ``Engine`` for a configuration, building it on first use;
-``predict``, ``summary`` and ``benchmark`` all go through it, so a process never builds the same
-network twice.
+``get_engine(...)`` returns the shared ``Engine`` for a configuration; ``predict``, ``summary``
+and ``benchmark`` all go through it, so a process never builds the same network twice.
+``engine.infer`` is the compiled inference function (float32: ``fused.folded_inference``, read
+straight from an official-format file without building the Keras model); ``engine.model`` is the
+Keras model, built on first access.
 """
 
 from __future__ import annotations
