@@ -16,30 +16,12 @@ OUT = ROOT / "bench-out"
 PY = sys.executable
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def machine() -> str:
-    flags = cpu_flags()
+    from xception_cli.bench import cpu_info
+
+    model, flags = cpu_info()
     extras = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.python_version()}, flags: {' '.join(extras) or 'none'}"
+    return f"{model}, {os.cpu_count()} cores, {platform.python_version()}, flags: {' '.join(extras) or 'none'}"
 
 
 def weights_file() -> Path:

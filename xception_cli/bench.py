@@ -19,13 +19,15 @@ import numpy as np
 
 MODELS = ("xception", "inception-v3")
 MODES = ("inference", "train")
+E2E_BATCH = 8  # the end-to-end run uses predict's default batch size
 
 
 # ---------------------------------------------------------------------------------------------
 # the system record
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
+def cpu_info() -> tuple[str, set[str]]:
+    """The CPU's model name and feature flags (from /proc/cpuinfo where there is one)."""
     model, flags = platform.processor() or "unknown", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -49,7 +51,7 @@ def system_info(precision: str | None = None) -> dict:
     import keras
     import tensorflow as tf
 
-    model, flags = _cpuinfo()
+    model, flags = cpu_info()
     try:
         from tensorflow.python.util import _pywrap_util_port
 
@@ -127,7 +129,7 @@ def result_record(batch_size: int, precision: str, mode: str, timing: Timing, ma
 # models
 
 
-def build_model(name: str, precision: str, weights=None, initialize: bool = True):
+def build_model(name: str, precision: str, weights=None):
     """A fresh Keras model to benchmark (training mutates it, so never the shared engine's)."""
     import keras
 
@@ -137,8 +139,8 @@ def build_model(name: str, precision: str, weights=None, initialize: bool = True
 
     policy = _POLICY[precision]
     if name == "xception":
-        model = build_xception(dtype_policy=policy, initialize=initialize)
         path = resolve_weights(weights)
+        model = build_xception(dtype_policy=policy, initialize=path is None)
         if path is not None:
             load_weights(model, path)
         return model
@@ -150,18 +152,6 @@ def build_model(name: str, precision: str, weights=None, initialize: bool = True
         finally:
             keras.config.set_dtype_policy(previous)
     raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
-
-
-def inference_fn(model) -> Callable[[np.ndarray], np.ndarray]:
-    import tensorflow as tf
-
-    size = int(model.input.shape[1])
-
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
-    def infer(x):
-        return tf.cast(model(x, training=False), tf.float32)
-
-    return lambda x: infer(x).numpy()
 
 
 def train_step_fn(model, learning_rate: float = 0.01) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -234,7 +224,7 @@ def run_benchmark(
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Measure and return the JSON-ready benchmark record (see the README for its schema)."""
-    from .engine import PRECISIONS, get_engine, import_tensorflow_quietly
+    from .engine import PRECISIONS, get_engine, import_tensorflow_quietly, keras_inference
 
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
@@ -273,7 +263,7 @@ def run_benchmark(
             net, fn = engine.model, engine.infer
         else:
             net = build_model(model, prec, weights=weights)
-            fn = inference_fn(net) if mode == "inference" else None
+            fn = keras_inference(net) if mode == "inference" else None
         built = time.perf_counter()
         if out["cold_start_s"] is None:
             out["cold_start_s"] = round(built - t0, 3)
@@ -337,8 +327,6 @@ def run_benchmark(
         out["end_to_end"] = end_to_end(images, weights or "none", precisions[0], E2E_BATCH)
     return out
 
-
-E2E_BATCH = 8  # predict's default
 
 
 def _agreement_inputs(images, rng, n: int = 8) -> np.ndarray:

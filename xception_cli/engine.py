@@ -118,7 +118,6 @@ class Engine:
         return self.weights_path
 
     def _build(self) -> None:
-        t0 = time.perf_counter()
         path = self._resolve()
         t_resolved = time.perf_counter()
         import_tensorflow_quietly()
@@ -134,8 +133,7 @@ class Engine:
         if path is not None:
             load_weights(model, path)
         t3 = time.perf_counter()
-        self.timings.update(resolve_weights_s=t_resolved - t0, import_s=t1 - t_resolved, build_s=t2 - t1,
-                            load_weights_s=t3 - t2)
+        self.timings.update(import_s=t1 - t_resolved, build_s=t2 - t1, load_weights_s=t3 - t2)
         self._model = model
 
     def _compile(self):
@@ -157,18 +155,7 @@ class Engine:
             else:
                 weights = model_weights(self.model)
             return folded_inference(weights, self.include_top, self.pooling, self.input_size)
-        model = self.model
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
-
-            @tf.function(input_signature=[spec])
-            def infer(x):
-                return tf.cast(model(x, training=False), tf.float32)
-
-            return lambda x: infer(x).numpy()
-        return lambda x: np.asarray(model.predict_on_batch(x), dtype=np.float32)
+        return keras_inference(self.model)
 
     @property
     def infer(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -187,6 +174,24 @@ class Engine:
                 f"expected a batch of shape (N, {self.input_size}, {self.input_size}, 3), got {batch.shape}"
             )
         return self.infer(batch)
+
+
+def keras_inference(model) -> Callable[[np.ndarray], np.ndarray]:
+    """``model(x, training=False)`` compiled once (a ``tf.function`` with a fixed input signature),
+    as ``f(float32 batch) -> float32 outputs``; other backends use ``predict_on_batch``."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return lambda x: np.asarray(model.predict_on_batch(x), dtype=np.float32)
+    import tensorflow as tf
+
+    size = int(model.input.shape[1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    def infer(x):
+        return tf.cast(model(x, training=False), tf.float32)
+
+    return lambda x: infer(x).numpy()
 
 
 _ENGINES: dict[tuple, Engine] = {}

@@ -24,11 +24,11 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 def _load_classifier(weights, resize, precision, batch_size, workers, show_progress, paths):
     from .classifier import Classifier
 
-    bar = None
+    bar = task = None
     announced = False
 
     def on_download(done: int, total: int | None) -> None:
-        nonlocal bar, announced
+        nonlocal bar, task, announced
         if not announced:
             announced = True
             size = f" ({total / 1e6:.0f} MB)" if total else ""
@@ -43,8 +43,8 @@ def _load_classifier(weights, resize, precision, batch_size, workers, show_progr
             bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
                            console=console(stderr=True), transient=True)
             bar.start()
-            bar.task = bar.add_task("downloading ImageNet weights", total=total)
-        bar.update(bar.task, completed=done)
+            task = bar.add_task("downloading ImageNet weights", total=total)
+        bar.update(task, completed=done)
 
     clf = Classifier(weights=weights, resize=resize, precision=precision, batch_size=batch_size,
                      workers=workers, progress=on_download)
