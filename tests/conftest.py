@@ -16,10 +16,10 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-SAMPLES = sorted((SHARED / "samples").glob("*.jpg"))
-if not SAMPLES:  # a checkout without ../shared still has the example photo
-    SAMPLES = [ROOT / "examples" / "cat.jpg"]
+# Four real photos shipped with the tests (CC0 / public domain, see tests/data/LICENSES.md): the
+# suite needs nothing outside the repository.
+SAMPLES = sorted((Path(__file__).resolve().parent / "data").glob("*.jpg"))
+assert len(SAMPLES) == 4, "tests/data/*.jpg (the sample photos) are missing from this checkout"
 
 
 @pytest.fixture(scope="session")

@@ -21,11 +21,17 @@ def _hidden(name: str) -> bool:
 
 @dataclass
 class Discovery:
-    """What ``discover`` found: ``paths`` to classify and ``problems`` as ``(input, reason)``."""
+    """What ``discover`` found.
+
+    ``paths``: the files to classify; ``missing``: inputs that do not exist; ``ordered``: both, in
+    the order the inputs were given (a missing input keeps its place); ``problems``: inputs that
+    gave nothing, as ``(input, reason)``.
+    """
 
     paths: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    ordered: list[str] = field(default_factory=list)
 
 
 def walk_images(top: str) -> list[str]:
@@ -80,6 +86,7 @@ def discover(inputs: list[str]) -> Discovery:
         if key not in seen:
             seen.add(key)
             out.paths.append(path)
+            out.ordered.append(path)
 
     for raw in inputs:
         if os.path.isdir(raw):
@@ -102,4 +109,38 @@ def discover(inputs: list[str]) -> Discovery:
                     add(m)
         else:
             out.missing.append(raw)
+            out.ordered.append(raw)
     return out
+
+
+STDIN = "-"
+
+
+def read_path_list(stream) -> list[str]:
+    """Paths from a binary stream, one a line (``find ... | xception predict -``).
+
+    Blank lines are skipped; a trailing ``\r`` is dropped; names that are not valid UTF-8 are
+    kept exactly (as Python keeps them from the file system).
+    """
+    out = []
+    for line in stream.read().split(b"\n"):
+        line = line.removesuffix(b"\r")
+        if line.strip():
+            out.append(os.fsdecode(line))
+    return out
+
+
+def expand_stdin(inputs: list[str], stdin) -> list[str]:
+    """Replace a ``-`` among ``inputs`` by the paths listed on ``stdin`` (a binary stream).
+
+    Raises ``ValueError`` when ``-`` is given twice or stdin is a terminal (nothing piped in).
+    """
+    if STDIN not in inputs:
+        return inputs
+    if inputs.count(STDIN) > 1:
+        raise ValueError("'-' (paths from stdin) can be given only once")
+    if stdin.isatty():
+        raise ValueError("'-' reads a list of paths from stdin, one a line, but stdin is a terminal: "
+                         "pipe them in, e.g. find ~/Photos -name '*.jpg' | xception predict -")
+    i = inputs.index(STDIN)
+    return inputs[:i] + read_path_list(stdin) + inputs[i + 1:]

@@ -1,27 +1,86 @@
-"""Machine-readable output of predictions: JSON, JSON Lines and CSV writers, and ``--resume``.
+"""Machine-readable output: JSON, JSON Lines and CSV writers, the ``-o`` file, and ``--resume``.
 
 Writers take finished batches and flush after each, writing whole lines only, so a run that is
-killed keeps every completed record. No Click or Rich here.
+killed keeps every completed record. ``OutputFile`` owns an ``-o FILE``: it refuses targets that
+would destroy data, holds an exclusive lock while writing (a second writer fails at once), and
+for ``--resume`` reads what is already there, in that file's own format. No Click or Rich here.
+
+File names that are not valid UTF-8 are written as valid UTF-8: each undecodable byte appears as
+``\\xNN`` in ``path`` (readable), and JSON records carry the exact bytes in ``path_base64``.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import errno
 import io
 import json
 import os
+import re
+import stat
 from collections.abc import Iterable
 from typing import IO
 
+from .errors import OutputError
 from .pipeline import Record
 
 FORMATS = ("table", "json", "jsonl", "csv")
+RESUMABLE = ("jsonl", "csv")
 CSV_FIELDS = ("path", "rank", "index", "wnid", "label", "probability", "error")
+CSV_HEADER = ",".join(CSV_FIELDS)
 EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "table"}
 
 
 def format_for_path(path: str) -> str | None:
     return EXTENSION_FORMATS.get(os.path.splitext(path)[1].lower())
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths as text
+
+
+def display_path(path: str) -> tuple[str, str | None]:
+    """``(readable UTF-8 text, base64 of the exact bytes or None)`` for a path from the file system.
+
+    Python keeps undecodable bytes of file names as lone surrogates; those cannot be written as
+    UTF-8. Such a name is shown with ``\\xNN`` for each bad byte, and its bytes kept in base64.
+    """
+    try:
+        path.encode("utf-8")
+        return path, None
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "surrogateescape") if _only_escapes(path) else path.encode("utf-8", "replace")
+        return raw.decode("utf-8", "backslashreplace"), base64.b64encode(raw).decode("ascii")
+
+
+def _only_escapes(path: str) -> bool:
+    try:
+        path.encode("utf-8", "surrogateescape")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def path_key(path: str) -> str:
+    """How two spellings of one file compare (``imgs/a.jpg`` and ``/abs/imgs/a.jpg``)."""
+    return os.path.realpath(path)
+
+
+_HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+
+
+def _keys_of_text(text: str) -> set[str]:
+    """Keys of a path read back from CSV: as written, and with ``\\xNN`` turned back into bytes."""
+    keys = {path_key(text)}
+    if _HEX_ESCAPE.search(text):
+        raw = _HEX_ESCAPE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), text)
+        keys.add(path_key(os.fsdecode(raw.encode("utf-8", "surrogateescape"))))
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
 
 
 def _prob(p: float) -> float:
@@ -30,19 +89,30 @@ def _prob(p: float) -> float:
 
 def record_dict(r: Record) -> dict:
     d = r.to_dict()
+    text, raw = display_path(r.path)
+    d["path"] = text
+    if raw is not None:
+        d = {"path": text, "path_base64": raw, **{k: v for k, v in d.items() if k != "path"}}
     for p in d.get("predictions", ()):
         p["probability"] = _prob(p["probability"])
     return d
 
 
 def csv_rows(r: Record) -> list[list]:
+    path = display_path(r.path)[0]
     if r.error is not None:
-        return [[r.path, "", "", "", "", "", r.error]]
-    return [[r.path, p.rank, p.index, p.wnid, p.label, _prob(p.probability), ""] for p in r.predictions]
+        return [[path, "", "", "", "", "", r.error]]
+    return [[path, p.rank, p.index, p.wnid, p.label, _prob(p.probability), ""] for p in r.predictions]
+
+
+def _csv_line(row) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(row)
+    return buf.getvalue()
 
 
 class Writer:
-    """Base: ``write(batch)`` per finished batch, ``close()`` at the end."""
+    """Base: ``write(batch)`` per finished batch, ``close()`` at the end (always a valid document)."""
 
     def __init__(self, stream: IO[str], append: bool = False):
         self.stream = stream
@@ -64,103 +134,332 @@ class JsonlWriter(Writer):
 class CsvWriter(Writer):
     def __init__(self, stream, append=False):
         super().__init__(stream, append)
-        if not append:
-            self.stream.write(_csv_line(CSV_FIELDS))
-            self.stream.flush()
+        self._header = not append
+
+    def _start(self) -> str:
+        head, self._header = (CSV_HEADER + "\n" if self._header else ""), False
+        return head
 
     def write(self, records):
-        self.stream.write("".join(_csv_line(row) for r in records for row in csv_rows(r)))
+        self.stream.write(self._start() + "".join(_csv_line(row) for r in records for row in csv_rows(r)))
         self.stream.flush()
+
+    def close(self):
+        self.stream.write(self._start())
+        super().close()
 
 
 class JsonWriter(Writer):
-    """One JSON array, streamed: ``[`` first, a record per line, ``]`` on close."""
+    """One JSON array, streamed: a record per line, ``]`` on close (``[]`` when there were none)."""
 
     def __init__(self, stream, append=False):
         super().__init__(stream, append)
         self.count = 0
-        self.stream.write("[")
 
     def write(self, records):
         parts = []
         for r in records:
-            parts.append(("," if self.count else "") + "\n  " + json.dumps(record_dict(r), ensure_ascii=False))
+            parts.append(("," if self.count else "[") + "\n  " + json.dumps(record_dict(r), ensure_ascii=False))
             self.count += 1
         self.stream.write("".join(parts))
         self.stream.flush()
 
     def close(self):
-        self.stream.write("\n]\n" if self.count else "]\n")
+        self.stream.write("\n]\n" if self.count else "[]\n")
         self.stream.flush()
 
 
 WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter, "json": JsonWriter}
 
 
-def _csv_line(row) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(row)
-    return buf.getvalue()
-
-
 # ---------------------------------------------------------------------------------------------
-# --resume
+# --resume: what an earlier output file already holds
 
 
-def read_completed(path: str, fmt: str) -> tuple[set[str], list[str]]:
-    """From an earlier ``-o`` file: the paths classified successfully, and the text to keep.
+def sniff_format(text: str) -> str | None:
+    """The format of an earlier output's text: ``jsonl``, ``csv``, ``json``, or ``None`` if empty;
+    raises ``ValueError`` for text that is none of them."""
+    head = text.lstrip()
+    if not head:
+        return None
+    if text.startswith(CSV_HEADER + "\n") or text == CSV_HEADER:
+        return "csv"
+    if head.startswith("["):
+        return "json"
+    if head.startswith("{"):
+        return "jsonl"
+    raise ValueError("not an earlier xception output (neither JSON Lines nor CSV)")
 
-    Error records (to be retried) and a last line cut short by a kill are dropped. Returns
-    ``(done_paths, kept_lines)``; for CSV the header is the first kept line.
+
+def read_completed(text: str, fmt: str) -> tuple[set[str], list[str]]:
+    """From an earlier ``-o`` file's text: the keys (``path_key``) of the inputs classified
+    successfully, and the serialized records to keep (each ending in a newline).
+
+    Error records (to be retried) and a last record cut short by a kill are dropped; a path
+    recorded twice is kept once. For CSV the header is the first kept entry.
     """
-    if fmt not in ("jsonl", "csv"):
-        raise ValueError(f"--resume works with jsonl or csv output, not {fmt}")
-    with open(path, encoding="utf-8", newline="") as f:
-        text = f.read()
+    if fmt == "jsonl":
+        return _read_jsonl(text)
+    if fmt == "csv":
+        return _read_csv(text)
+    raise ValueError(f"--resume works with jsonl or csv output, not {fmt}")
+
+
+def _read_jsonl(text: str) -> tuple[set[str], list[str]]:
     lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    elif lines:
-        lines.pop()  # no final newline: the last line was cut short
+    lines.pop()  # "" after the final newline, or a last line cut short by a kill
     done: set[str] = set()
     kept: list[str] = []
-    if fmt == "jsonl":
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and "predictions" in rec and rec.get("path") not in done:
-                done.add(rec["path"])
-                kept.append(line)
-        return done, kept
-    if not lines:
-        return done, kept
-    header, body = lines[0], lines[1:]
-    kept.append(header)
-    rows_by_path: dict[str, list[str]] = {}
-    for line in body:
+    for line in lines:
         try:
-            row = next(csv.reader([line]))
-        except (csv.Error, StopIteration):
+            rec = json.loads(line)
+        except json.JSONDecodeError:
             continue
-        if len(row) != len(CSV_FIELDS) or row[6]:
+        if not (isinstance(rec, dict) and "predictions" in rec and isinstance(rec.get("path"), str)):
             continue
-        rows_by_path.setdefault(row[0], []).append(line)
-    # A batch cut short by a kill can leave a path with only its first few rows: such a path is
-    # complete only with ranks 1..n, n being the most rows any path has.
-    expected = max((len(rows) for rows in rows_by_path.values()), default=0)
-    for p, rows in rows_by_path.items():
-        ranks = [next(csv.reader([line]))[1] for line in rows]
-        if ranks == [str(i) for i in range(1, expected + 1)]:
-            done.add(p)
-            kept.extend(rows)
+        raw = rec.get("path_base64")
+        try:
+            path = os.fsdecode(base64.b64decode(raw, validate=True)) if isinstance(raw, str) else rec["path"]
+        except ValueError:
+            continue
+        key = path_key(path)
+        if key not in done:
+            done.add(key)
+            kept.append(line + "\n")
     return done, kept
 
 
-def rewrite_kept(path: str, kept: list[str]) -> None:
-    """Atomically replace ``path`` with ``kept`` lines (failed records dropped before a retry)."""
-    tmp = f"{path}.resume-tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+def _read_csv(text: str) -> tuple[set[str], list[str]]:
+    if not text.endswith("\n"):  # a last row cut short by a kill
+        text = text[: text.rfind("\n") + 1]
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error:
+        rows = _rows_until_error(text)
+    if not rows or rows[0] != list(CSV_FIELDS):
+        return set(), [CSV_HEADER + "\n"]
+    by_path: dict[str, list[list[str]]] = {}
+    for row in rows[1:]:
+        if len(row) != len(CSV_FIELDS) or row[6] or not row[1].isdigit():
+            continue
+        by_path.setdefault(row[0], []).append(row)
+    # A batch cut short by a kill can leave a path with only its first few rows: a path is
+    # complete only with ranks 1..n, n being the most rows any path has.
+    expected = [str(i) for i in range(1, max((len(r) for r in by_path.values()), default=0) + 1)]
+    done: set[str] = set()
+    kept = [CSV_HEADER + "\n"]
+    for path, prows in by_path.items():
+        keys = _keys_of_text(path)
+        if [r[1] for r in prows] == expected and not keys & done:
+            done |= keys
+            kept.append("".join(_csv_line(r) for r in prows))
+    return done, kept
+
+
+def _rows_until_error(text: str) -> list[list[str]]:
+    rows = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    while True:
+        try:
+            rows.append(next(reader))
+        except (csv.Error, StopIteration):
+            return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The -o file
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+class OutputFile:
+    """An ``-o FILE`` target, checked and locked before any work, written only when work is done.
+
+    - A regular file (or a new one) is opened without truncating and locked (``flock``, exclusive,
+      non-blocking): a second ``xception`` writing to it fails at once with ``OutputError``. It is
+      truncated only by ``begin()``, so an error before that leaves an existing file untouched
+      (and removes a file that this run created).
+    - Anything else (``/dev/null``, a named pipe, ``>(gzip > x)``) is simply opened for writing
+      by ``begin()``, and cannot be resumed.
+    - ``resume=True`` reads what the file holds (in its own format: ``fmt`` is adjusted to it
+      unless ``fmt_explicit`` and different, which is refused) and ``begin()`` appends after the
+      records worth keeping.
+    """
+
+    def __init__(self, path: str, fmt: str, *, resume: bool = False, fmt_explicit: bool = False):
+        self.path, self.fmt, self.resume = path, fmt, resume
+        self.done: set[str] = set()
+        self._mode = "truncate"  # what begin() does: "truncate", "append" or "rewrite" (self._kept)
+        self._kept: list[str] = []
+        self._fd: int | None = None
+        self._created = False
+        self.stream: IO[str] | None = None
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise OutputError(f"{path}: cannot write: folder {parent} does not exist")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as e:
+            raise OutputError(f"{path}: cannot write: {e.strerror}") from None
+        self.regular = st is None or stat.S_ISREG(st.st_mode)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{path}: is a folder; -o needs a file")
+        if not self.regular:
+            if resume:
+                raise OutputError(f"{path}: cannot resume into {_kind(st.st_mode)}: --resume needs a regular file")
+            if not os.access(path, os.W_OK):
+                raise OutputError(f"{path}: cannot write: permission denied")
+            return
+        self._open_locked()
+        if resume:
+            try:
+                self._read_earlier(fmt_explicit)
+            except BaseException:
+                self.abort()
+                raise
+
+    def _open_locked(self) -> None:
+        import fcntl
+
+        existed = os.path.exists(self.path)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as e:
+            why = "permission denied" if e.errno in (errno.EACCES, errno.EPERM) else e.strerror
+            raise OutputError(f"{self.path}: cannot write: {why}") from None
+        self._created = not existed
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            self._release()
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise OutputError(f"{self.path}: another process is writing to this file "
+                                  "(an xception run still going?); choose another -o or wait for it") from None
+            raise OutputError(f"{self.path}: cannot lock: {e.strerror}") from None
+
+    def _read_earlier(self, fmt_explicit: bool) -> None:
+        with open(self._fd, "rb", closefd=False) as f:
+            data = f.read()
+        text = data.decode("utf-8", "surrogateescape")  # older files may hold raw bytes: never fail here
+        try:
+            found = sniff_format(text)
+        except ValueError as e:
+            raise OutputError(f"{self.path}: {e}; refusing to resume into it") from None
+        if found is not None and found != self.fmt:
+            if found not in RESUMABLE or fmt_explicit:
+                hint = f"; use -f {found} to continue it" if found in RESUMABLE else ""
+                raise OutputError(f"{self.path}: holds {found} output, cannot resume it as {self.fmt}{hint}")
+            self.fmt = found
+        if self.fmt not in RESUMABLE:
+            raise OutputError(f"{self.path}: --resume works with jsonl or csv output, not {self.fmt}")
+        if found is None:
+            return  # an empty file: written from the start
+        self.done, self._kept = read_completed(text, self.fmt)
+        # Something to drop (failures, a cut line, duplicates): rewritten by begin(); else appended.
+        unchanged = "".join(self._kept).encode("utf-8", "surrogateescape") == data
+        self._mode = "append" if unchanged else "rewrite"
+
+    @property
+    def append(self) -> bool:
+        """Whether ``begin()`` continues an earlier file (no CSV header then)."""
+        return self._mode != "truncate"
+
+    def begin(self) -> IO[str]:
+        """The text stream to write records to, from now on (truncating or rewriting as decided)."""
+        if not self.regular:
+            self.stream = open(self.path, "w", encoding="utf-8", newline="")
+            return self.stream
+        if self._mode == "rewrite":  # resume after dropping failed or cut records: atomic, lock kept
+            self._rewrite(self._kept)
+        elif self._mode == "truncate":
+            os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_END)
+        self.stream = open(self._fd, "w", encoding="utf-8", newline="", closefd=False)
+        return self.stream
+
+    def _rewrite(self, kept: list[str]) -> None:
+        """Replace the file by ``kept`` atomically; the new file is locked before it takes the name."""
+        import fcntl
+
+        target = os.path.realpath(self.path)  # a symbolic link stays a link to the new file
+        tmp = f"{target}.resume-tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, "".join(kept).encode("utf-8", "surrogateescape"))
+            os.fsync(fd)
+            os.chmod(tmp, stat.S_IMODE(os.fstat(self._fd).st_mode))
+            os.replace(tmp, target)
+        except BaseException:
+            os.close(fd)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        os.close(self._fd)  # releases the old inode's lock; the new one is held already
+        self._fd = fd
+        self._mode, self._kept = "append", []
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def abort(self) -> None:
+        """Give up before ``begin()``: a file this run created is removed, an existing one untouched."""
+        if self.stream is None and self._created and self._fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        self.close()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+        self._release()
+
+
+def same_file_as_any(path: str, inputs: Iterable[str]) -> str | None:
+    """The first of ``inputs`` that is the file at ``path`` (any spelling, links, hard links), or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # nothing there yet: writing it cannot destroy an input
+    for p in inputs:
+        try:
+            if os.path.samestat(st, os.stat(p)):
+                return p
+        except OSError:
+            continue
+    return None
+
+
+class open_for_writing:  # noqa: N801 - used as a context manager, like open()
+    """``with open_for_writing(path) as stream``: an ``OutputFile`` for a one-shot report (summary,
+    benchmark): locked, and an existing file is replaced only when the body succeeds."""
+
+    def __init__(self, path: str):
+        self.out = OutputFile(path, "report")
+
+    def __enter__(self) -> IO[str]:
+        return self.out.begin()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.out.close()
+        else:
+            self.out.abort()
+

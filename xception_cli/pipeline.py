@@ -64,6 +64,8 @@ def default_workers() -> int:
 def _decode(source, size: int, resize: str):
     """Decode one item to uint8 pixels (4x smaller than float32 while it waits in the window)."""
     t0 = time.perf_counter()
+    if isinstance(source, ImageError):  # known bad before decoding (e.g. a missing input)
+        return None, str(source), 0.0
     try:
         px = load_image(source, size, resize)
         return px, None, time.perf_counter() - t0

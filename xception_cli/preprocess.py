@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import DEFAULT_PREPROCESS, RESIZE_MODES, PreprocessConfig
+from .errors import ImageError
 
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -28,13 +30,17 @@ _RESAMPLE = {
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 
 
-class ImageError(Exception):
-    """An input that cannot be classified; ``str()`` is a one-line reason."""
-
-
 def pixel_limit() -> int | None:
     """Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``), read at call time."""
     return Image.MAX_IMAGE_PIXELS
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a file"
 
 
 def decode_size(size: int, resize: str, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> int:
@@ -54,9 +60,12 @@ def open_image(path: str | os.PathLike, draft_to: int | None = None) -> Image.Im
     try:
         if p.is_symlink() and not p.exists():
             raise ImageError("broken symbolic link")
-        if p.is_dir():
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
             raise ImageError("is a directory, not an image")
-        if p.stat().st_size == 0:
+        if not stat.S_ISREG(st.st_mode):  # never opened: reading a FIFO or a device can block forever
+            raise ImageError(f"not a regular file ({_file_kind(st.st_mode)})")
+        if st.st_size == 0:
             raise ImageError("empty file (0 bytes)")
         im = Image.open(p)
         limit = pixel_limit()

@@ -23,14 +23,55 @@ def table(
     sections: Sequence[int] = (),
     footer: Sequence | None = None,
     caption: str | None = None,
+    wrap_headers: bool = False,
 ) -> Table:
     """A Rich table; ``columns`` as ``name`` or ``(name, justify)``; a rule after each row index in ``sections``."""
     t = Table(title=title, caption=caption, show_footer=footer is not None, title_justify="left",
               caption_justify="left")
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
     for i, col in enumerate(columns):
         name, justify = (col, "left") if isinstance(col, str) else col
-        t.add_column(name, justify=justify, footer=str(footer[i]) if footer is not None else "")
+        foot = str(footer[i]) if footer is not None else ""
+        words = [len(w) for text in (name, foot, *(r[i] for r in cells)) for w in text.split()]
+        if justify == "right":
+            # Numbers: the column is exactly as wide as its widest cell (and header, unless
+            # ``wrap_headers``: then it may wrap at spaces), so Rich never cuts or wraps a number.
+            width = max([max(words, default=1) if wrap_headers else len(name), len(foot),
+                         *(len(r[i]) for r in cells)])
+            t.add_column(name, justify=justify, footer=foot, width=width)
+        else:  # text (paths, labels) wraps when the terminal is narrow
+            t.add_column(name, justify=justify, footer=foot, min_width=max(words, default=1), overflow="fold")
     cuts = set(sections)
-    for i, row in enumerate(rows):
-        t.add_row(*("" if v is None else str(v) for v in row), end_section=i in cuts)
+    for i in range(len(cells)):
+        t.add_row(*cells[i], end_section=i in cuts)
+    return t
+
+
+def fits(con: Console, t: Table) -> bool:
+    """Whether a ``table()`` can be drawn in ``con``'s width without cutting anything."""
+    from rich.measure import Measurement
+
+    # The table's natural width (each column as wide as its widest cell): Rich's own shrinking
+    # does not respect minimum widths, so a table that fits only when shrunk may get cut.
+    natural = Measurement.get(con, con.options.update(max_width=100_000), t).maximum
+    return natural <= con.width
+
+
+def fitted_table(con: Console, columns, rows, drop: Sequence[int] = (), footer=None, caption: str | None = None,
+                 **kw) -> Table:
+    """``table()`` that fits ``con``: the columns listed in ``drop`` are left out, in that order,
+    until it does (whole columns go, never digits); the caption then says so."""
+    keep = list(range(len(columns)))
+    left_out: list[str] = []
+    for i, wrap in [(None, False), (None, True), *((i, True) for i in drop)]:
+        if i is not None:
+            keep.remove(i)
+            name = columns[i] if isinstance(columns[i], str) else columns[i][0]
+            left_out.append(name)
+        t = table([columns[j] for j in keep], [[r[j] for j in keep] for r in rows],
+                  footer=[footer[j] for j in keep] if footer is not None else None, wrap_headers=wrap,
+                  caption=caption if not left_out else (caption or "") + " Left out at this width: "
+                  + ", ".join(left_out) + " (widen the terminal, or use -f json).", **kw)
+        if fits(con, t):
+            break
     return t

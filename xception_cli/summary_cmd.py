@@ -75,7 +75,7 @@ def to_csv(s: ArchitectureSummary, layers: bool) -> str:
 
 
 def render_tables(s: ArchitectureSummary, layers: bool, compare: dict | None, console) -> None:
-    from .render import table
+    from .render import fitted_table, table
 
     size = f"{s.input_shape[0]}x{s.input_shape[1]}"
     top_note = "" if s.include_top else f"; the ImageNet top is left out (it needs 299x299, input is {size})"
@@ -88,12 +88,12 @@ def render_tables(s: ArchitectureSummary, layers: bool, compare: dict | None, co
                 sections.append(len(rows) - 1)
             last = block
             rows.append([block, i.name, i.type, shape_str(i.output_shape), f"{i.params:,}", f"{i.macs:,}"])
-        t = table(["Block", "Layer", "Type", "Output", ("Params", "right"), ("MACs", "right")], rows,
-                  title=f"Xception, {len(s.layers)} layers, input {size}x3", sections=sections,
-                  footer=["", "Total", "", "", f"{s.total_params:,}", f"{s.macs:,}"],
-                  caption="MACs per image; BatchNormalization, pooling, activations and adds are not counted"
-                  + top_note + ".")
-        console.print(t)
+        console.print(fitted_table(
+            console, ["Block", "Layer", "Type", "Output", ("Params", "right"), ("MACs", "right")], rows,
+            drop=(2, 0), title=f"Xception, {len(s.layers)} layers, input {size}x3", sections=sections,
+            footer=["", "Total", "", "", f"{s.total_params:,}", f"{s.macs:,}"],
+            caption="MACs per image; BatchNormalization, pooling, activations and adds are not counted"
+            + top_note + "."))
     else:
         rows, sections = [], []
         for b in s.blocks:
@@ -115,21 +115,20 @@ def render_tables(s: ArchitectureSummary, layers: bool, compare: dict | None, co
         reg_params = sum(b.regular_equivalent_params for b in s.blocks)
         reg_macs = sum(b.regular_equivalent_macs for b in s.blocks)
         example = separable_vs_regular(16, 32)
-        t = table(
-            ["Block", "Flow", "Output", ("Params", "right"), ("MACs", "right"), ("Sep. convs", "right"),
-             ("Regular-conv params", "right"), ("Regular-conv MACs", "right"), ("Saving", "right")],
-            rows, title=f"Xception: 3 flows, 14 blocks, input {size}x3", sections=sections,
-            footer=["Total", "", "", f"{s.total_params:,}", human(s.macs), n_sep, f"{reg_params:,}",
-                    human(reg_macs), f"{reg_params / sep_params:.1f}x" if sep_params else ""],
-            caption=(
-                f"{s.trainable_params:,} trainable + {s.non_trainable_params:,} non-trainable parameters; "
-                f"{s.macs:,} multiply-adds per image. The residual convolution, its BatchNormalization and "
-                "the Add count in the block they feed. Regular-conv columns: what the block's separable "
-                "convolutions would cost as regular convolutions of the same shape (e.g. 16->32 channels, "
-                f"3x3: {example.regular_params:,} weights instead of {example.params:,}){top_note}."
-            ),
+        columns = ["Block", "Flow", "Output", ("Params", "right"), ("MACs", "right"), ("Sep. convs", "right"),
+                   ("Regular-conv params", "right"), ("Regular-conv MACs", "right"), ("Saving", "right")]
+        footer = ["Total", "", "", f"{s.total_params:,}", human(s.macs), n_sep, f"{reg_params:,}",
+                  human(reg_macs), f"{reg_params / sep_params:.1f}x" if sep_params else ""]
+        caption = (
+            f"{s.trainable_params:,} trainable + {s.non_trainable_params:,} non-trainable parameters; "
+            f"{s.macs:,} multiply-adds per image. The residual convolution, its BatchNormalization and "
+            "the Add count in the block they feed. Regular-conv columns: what the block's separable "
+            "convolutions would cost as regular convolutions of the same shape (e.g. 16->32 channels, "
+            f"3x3: {example.regular_params:,} weights instead of {example.params:,}){top_note}."
         )
-        console.print(t)
+        title = f"Xception: 3 flows, 14 blocks, input {size}x3"
+        console.print(fitted_table(console, columns, rows, drop=(8, 7, 6), title=title, sections=sections,
+                                   footer=footer, caption=caption))
     if compare:
         rows = [["xception", size, f"{s.total_params:,}", human(s.macs), "1.00x"]]
         for name, c in compare.items():

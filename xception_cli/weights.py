@@ -20,12 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import WEIGHTS_NOTOP, WEIGHTS_TOP, WeightsFile
+from .errors import WeightsError, one_line, whole_message
+
+__all__ = ["WeightsError", "resolve_weights", "load_weights", "read_for_layout", "check_finite"]
 
 ENV_WEIGHTS = "XCEPTION_WEIGHTS"
-
-
-class WeightsError(Exception):
-    """Weights that cannot be found, fetched, verified or loaded; ``str()`` is one line."""
 
 
 def keras_cache_dir() -> Path:
@@ -163,6 +162,20 @@ def check_layout(expected: list[tuple[str, list]], source_layers: list[tuple[str
         )
 
 
+def check_finite(layers: list[tuple[str, list]], path: Path) -> None:
+    """Refuse weights holding NaN or infinity (a corrupted or badly converted file): they would
+    turn every probability into NaN."""
+    import numpy as np
+
+    for name, arrays in layers:
+        for a in arrays:
+            a = np.asarray(a)
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                what = "NaN" if np.isnan(a).any() else "infinite"
+                raise WeightsError(f"{path}: layer '{name}' holds {what} values: the file is corrupted "
+                                   "or was badly converted")
+
+
 def assign_by_order(model, source_layers: list[tuple[str, list]], path: Path) -> None:
     """Set ``model``'s weights from ``[(name, [arrays])]`` matched layer by layer in order.
 
@@ -170,6 +183,7 @@ def assign_by_order(model, source_layers: list[tuple[str, list]], path: Path) ->
     """
     targets = weighted_layers(model)
     check_layout([(layer.name, _shapes(layer.weights)) for layer in targets], source_layers, path)
+    check_finite(source_layers, path)
     for layer, (_, arrays) in zip(targets, source_layers):
         layer.set_weights(arrays)
 
@@ -188,6 +202,7 @@ def read_for_layout(path: str | os.PathLike, layout: list[tuple[str, list]]) -> 
     path = Path(path)
     source = read_legacy_h5(path)
     check_layout(layout, source, path)
+    check_finite(source, path)
     return {name: arrays for (name, _), (_, arrays) in zip(layout, source)}
 
 
@@ -236,20 +251,57 @@ def load_weights(model, path: str | os.PathLike) -> None:
     assign_by_order(model, read_legacy_h5(path), path)
 
 
-def _load_keras3_weights(model, path: Path) -> None:
+def _keras3_arrays(path: Path) -> tuple[int, list[tuple[int, ...]]]:
+    """``(layers, sorted weight shapes)`` of a Keras 3 ``.weights.h5`` file, read without Keras."""
+    import h5py
+
+    shapes, layers = [], set()
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and "/vars/" in name:
+            shapes.append(tuple(int(d) for d in obj.shape))
+            layers.add(name.rsplit("/vars/", 1)[0])
+
     try:
-        model.load_weights(str(path))
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{path}: cannot read as a Keras weights file ({one_line(e)})") from None
+    return len(layers), sorted(shapes)
+
+
+def _load_keras3_weights(model, path: Path) -> None:
+    import warnings
+
+    n_layers, shapes = _keras3_arrays(path)
+    targets = weighted_layers(model)
+    want = sorted(_shapes(w for layer in targets for w in layer.weights))
+    if shapes != want:
+        raise WeightsError(
+            f"{path}: not Xception weights for this model: the file holds {len(shapes)} arrays in {n_layers} "
+            f"layers, the model needs {len(want)} in {len(targets)}"
+            + (" (with/without the classifier top?)" if abs(n_layers - len(targets)) == 1 else "")
+        )
+    try:
+        # Keras warns once per layer it cannot match (150 lines for another architecture): the
+        # one-line error below says it all.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(str(path))
     except Exception as e:  # noqa: BLE001 - Keras raises many types; we report one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"{path}: not Xception weights for this model ({first})") from None
+        raise WeightsError(f"{path}: not Xception weights for this model ({whole_message(e)})") from None
+    check_finite([(layer.name, layer.get_weights()) for layer in weighted_layers(model)], path)
 
 
 def _load_keras_archive(model, path: Path) -> None:
+    import warnings
+
     import keras
 
     try:
-        other = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            other = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"{path}: cannot load this .keras file safely ({first})") from None
+        raise WeightsError(f"{path}: cannot load this .keras file safely ({whole_message(e)})") from None
     assign_by_order(model, [(layer.name, layer.get_weights()) for layer in weighted_layers(other)], path)

@@ -1,0 +1,43 @@
+"""The ``xception`` command: a thin Click shell over the library, one module per command.
+
+Nothing imported here loads TensorFlow or Keras (``xception --help`` stays instant); each
+command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()  # the closing line of `predict` counts the user's whole wait
+
+import click  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from .benchmark import benchmark  # noqa: E402
+from .common import CONTEXT, FatalError, friendly_errors  # noqa: E402,F401
+from .predict import predict  # noqa: E402
+from .summary import summary  # noqa: E402
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="xception")
+def cli():
+    """Classify images with Xception (ImageNet, 1000 classes).
+
+    \b
+    Examples:
+      xception predict cat.jpg                    top-5 labels as a table
+      xception predict ~/Photos -o labels.jsonl   a whole folder, streamed, resumable
+      xception summary                            the 3 flows and 14 blocks
+      xception benchmark                          how fast it runs here
+
+    Set XCEPTION_DEBUG=1 to see full tracebacks.
+    """
+
+
+for command in (predict, summary, benchmark):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="xception")

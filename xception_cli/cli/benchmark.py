@@ -1,0 +1,91 @@
+"""``xception benchmark``: options and rendering; the measuring is ``bench`` (no Click there)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import (
+    CONTEXT,
+    FatalError,
+    friendly_errors,
+    open_output,
+    output_options,
+    pick_format,
+    precision_option,
+    stderr_is_terminal,
+    weights_option,
+)
+
+
+def _batch_list(ctx, param, value: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,8,32, got {value!r}") from None
+    if not sizes or min(sizes) < 1 or max(sizes) > 1024:
+        raise click.BadParameter(f"batch sizes must be between 1 and 1024, got {value!r}")
+    return sizes
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("-b", "--batch-size", "batch_sizes", default="1,8,32", show_default=True, callback=_batch_list,
+              help="Batch sizes to time, comma-separated.")
+@click.option("--warmup", type=click.IntRange(0, 1000), default=2, show_default=True,
+              help="Untimed calls before measuring each batch size.")
+@click.option("-n", "--iterations", type=click.IntRange(1, 100000), default=10, show_default=True,
+              help="Timed calls per batch size.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Time each batch size for this long instead of a number of iterations.")
+@precision_option
+@click.option("--compare-precision", is_flag=True, help="Run float32 and bfloat16 on the same inputs and compare.")
+@click.option("--model", type=click.Choice(["xception", "inception-v3"]), default="xception", show_default=True,
+              help="inception-v3: keras.applications.InceptionV3 with random weights, measured the same way.")
+@click.option("--mode", type=click.Choice(["inference", "train"]), default="inference", show_default=True,
+              help="train: one SGD step (forward, backward, update) per call.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="TensorFlow intra-op threads [default: all cores].")
+@click.option("--images", type=click.Path(exists=True), default=None,
+              help="Also run the real predict pipeline over this folder (decode vs model time, overlap).")
+@weights_option(default="none")
+@output_options(["table", "json"])
+@friendly_errors
+def benchmark(batch_sizes, warmup, iterations, seconds, precision, compare_precision, model, mode, threads,
+              images, weights, fmt, output):
+    """How fast Xception runs here, and why.
+
+    \b
+    Examples:
+      xception benchmark
+      xception benchmark -b 8 --compare-precision
+      xception benchmark --model inception-v3 --mode train -b 8
+      xception benchmark --images ~/Photos -f json -o bench.json
+
+    Random inputs and random weights by default (speed does not depend on the values; nothing
+    is downloaded). Warm-up calls are kept apart from the timed ones; latencies are reported as
+    percentiles; cold start (import, build, weights) and the first call (tracing) separately.
+    """
+    from ..bench import run_benchmark
+    from ..discovery import discover
+
+    paths = None
+    if images:
+        paths = discover([images]).paths
+        if not paths:
+            raise FatalError(f"{images}: no images found")
+    fmt = pick_format(fmt, output, ("table", "json"), "json")
+    progress = (lambda msg: click.echo(msg, err=True)) if stderr_is_terminal() else None
+    result = run_benchmark(
+        model=model, batch_sizes=batch_sizes, warmup=warmup, iterations=None if seconds else iterations,
+        seconds=seconds, precision=precision, compare_precision=compare_precision, mode=mode,
+        weights=None if weights.lower() == "none" else weights, threads=threads, images=paths, log=progress,
+    )
+    with open_output(output) as stream:
+        if fmt == "json":
+            import json
+
+            stream.write(json.dumps(result, indent=2) + "\n")
+        else:
+            from ..benchmark_render import render
+            from ..render import console
+
+            render(result, console(file=stream))

@@ -1,0 +1,119 @@
+"""What every command shares: error handling, options, output format and stderr messages.
+
+Nothing here imports TensorFlow or Keras (``xception --help`` stays instant).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import click
+
+from ..errors import XceptionError, one_line
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DEBUG_ENV = "XCEPTION_DEBUG"
+
+
+class FatalError(click.ClickException):
+    """Weights, inputs or set-up errors: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def friendly_errors(fn):
+    """Turn library errors into one-line messages (``XCEPTION_DEBUG=1`` shows the traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:  # before any work was done (e.g. while TensorFlow loads)
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`xception predict dir | head`): stop quietly, as Unix tools do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
+        except (XceptionError, ValueError, OSError) as e:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise FatalError(one_line(e)) from None
+        except Exception as e:  # noqa: BLE001 - last line of defence: no tracebacks for users
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(e).__name__}: {one_line(e)} (set {DEBUG_ENV}=1 for details)"
+            ) from None
+
+    return wrapper
+
+
+def weights_option(default="imagenet"):
+    return click.option(
+        "--weights", default=default, show_default=True, metavar="imagenet|PATH|none",
+        help="ImageNet weights ($XCEPTION_WEIGHTS, the Keras cache, or a download), a weights file "
+        "(.h5, .weights.h5, .keras), or 'none' for random weights.",
+    )
+
+
+precision_option = click.option(
+    "--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+    help="Compute precision; bfloat16 is fast only on CPUs with AMX/AVX512-BF16.",
+)
+
+
+def output_options(formats):
+    """``-f/--format`` and ``-o/--output``, shared by every command that prints results."""
+
+    def decorator(fn):
+        fn = click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+                          help="Write to FILE instead of stdout (format from its extension unless -f).")(fn)
+        fn = click.option("-f", "--format", "fmt", type=click.Choice(formats), default=None,
+                          help=f"Output format [{'|'.join(formats)}]; default: table on a terminal, "
+                          f"{'jsonl' if 'jsonl' in formats else 'json'} otherwise.")(fn)
+        return fn
+
+    return decorator
+
+
+def pick_format(fmt: str | None, output: str | None, formats, machine_default: str) -> str:
+    from ..output import format_for_path
+
+    if fmt:
+        return fmt
+    if output:
+        guessed = format_for_path(output)
+        return guessed if guessed in formats else machine_default
+    return "table" if sys.stdout.isatty() else machine_default
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def warn(message: str, console=None) -> None:
+    if console is not None:
+        console.print("[yellow]warning:[/] " + _escape(message), markup=True, highlight=False)
+    else:
+        click.echo(f"warning: {message}", err=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def open_output(output):
+    """``-o FILE`` for a one-shot report (locked; replaced only once the report is ready), or stdout."""
+    import contextlib
+
+    from ..output import open_for_writing
+
+    return open_for_writing(output) if output else contextlib.nullcontext(sys.stdout)

@@ -1,0 +1,176 @@
+"""``xception predict``: options, and what a person sees (Rich on stderr); the work is ``jobs.PredictJob``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..config import RESIZE_MODES
+from .common import (
+    CONTEXT,
+    FatalError,
+    friendly_errors,
+    output_options,
+    pick_format,
+    precision_option,
+    stderr_is_terminal,
+    warn,
+    weights_option,
+)
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+class RichUI:
+    """``jobs.UI`` on a terminal: warnings and a progress bar on stderr, tables with Rich."""
+
+    def __init__(self, show_progress: bool):
+        self.show_progress = show_progress
+        self._console = None  # the progress bar's console while it runs (keeps warnings above it)
+        self._download = None
+        self._announced = False
+
+    def warn(self, message: str) -> None:
+        warn(message, self._console)
+
+    def info(self, message: str) -> None:
+        click.echo(message, err=True)
+
+    def download(self, done: int, total: int | None) -> None:
+        if not self._announced:
+            self._announced = True
+            size = f" ({total / 1e6:.0f} MB)" if total else ""
+            click.echo(f"downloading the ImageNet weights{size} into the Keras cache (once)", err=True)
+        if not self.show_progress:
+            return
+        if self._download is None:
+            from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+            from ..render import console
+
+            bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                           console=console(stderr=True), transient=True)
+            bar.start()
+            self._download = (bar, bar.add_task("downloading ImageNet weights", total=total))
+        bar, task = self._download
+        bar.update(task, completed=done)
+        if total is not None and done >= total:
+            bar.stop()
+
+    def progress(self, total: int):
+        if self._download is not None:
+            self._download[0].stop()
+        if not self.show_progress:
+            return None
+        return _Bar(self, total)
+
+    def table(self, records, stream) -> None:
+        from ..output import display_path
+        from ..render import console, table
+
+        rows, sections = [], []
+        for r in records:
+            path = display_path(r.path)[0]
+            if r.error is not None:
+                rows.append([path, "", f"error: {r.error}", "", "", ""])
+            else:
+                for p in r.predictions:
+                    rows.append([path if p.rank == 1 else "", p.rank, p.label, p.index, p.wnid,
+                                 f"{p.probability:.2%}" if p.probability >= 1e-4 else f"{p.probability:.2e}"])
+            sections.append(len(rows) - 1)
+        t = table(["Image", ("#", "right"), "Label", ("Class", "right"), "WordNet ID", ("Probability", "right")],
+                  rows, sections=sections[:-1])
+        console(file=stream).print(t)
+
+
+class _Bar:
+    """The classifying progress bar; transient, so nothing of it is left where the table starts."""
+
+    def __init__(self, ui: RichUI, total: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        from ..render import console
+
+        class RateColumn(ProgressColumn):
+            def render(self, task):
+                return Text(f"{task.speed:.1f} img/s" if task.speed else "-- img/s")
+
+        self.ui = ui
+        self.bar = Progress(
+            TextColumn("[bold]classifying"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("[red]{task.fields[failed]} failed"),
+            console=console(stderr=True), transient=True,
+        )
+        self.task = self.bar.add_task("classify", total=total, failed=0)
+        self.bar.start()
+        ui._console = self.bar.console
+
+    def advance(self, n: int, failed: int) -> None:
+        self.bar.update(self.task, advance=n, failed=failed)
+
+    def close(self) -> None:
+        self.bar.stop()
+        self.ui._console = None
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
+@click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Number of labels per image.")
+@output_options(FORMATS)
+@click.option("-b", "--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
+              help="Images per model call.")
+@click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
+              help="Decoding threads [default: one per core, 2-8].")
+@weights_option()
+@click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
+              help="center-crop: short side to 299/0.875 then the centre 299x299 (bicubic); "
+              "squash: straight to 299x299.")
+@precision_option
+@click.option("--resume", is_flag=True,
+              help="With -o FILE (jsonl/csv): skip inputs already classified there, retry failures, append.")
+@click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
+@friendly_errors
+def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, precision, resume, no_progress):
+    """Classify images: files, folders (recursive), glob patterns, or '-' for paths on stdin.
+
+    \b
+    Examples:
+      xception predict cat.jpg
+      xception predict ~/Photos -o labels.jsonl
+      xception predict 'shots/**/*.png' -f csv -k 3 > labels.csv
+      xception predict ~/Photos -o labels.jsonl --resume
+      find ~/Photos -newer last.jsonl -name '*.jpg' | xception predict - -o new.jsonl
+
+    Results go to stdout or -o FILE; progress and warnings go to stderr. A file that cannot be
+    read becomes an error record and the rest go on. Exit status: 0 all classified, 1 some
+    inputs failed, 2 usage, weights or no-input errors, 130 interrupted.
+    """
+    from ..discovery import expand_stdin
+    from ..jobs import PredictJob, PredictOptions
+    from . import STARTED
+
+    try:
+        inputs = expand_stdin(list(inputs), sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if not inputs:
+        raise FatalError("no paths on stdin")
+    options = PredictOptions(
+        inputs=inputs, top_k=top_k, fmt=pick_format(fmt, output, FORMATS, "jsonl"), fmt_explicit=fmt is not None,
+        output=output, batch_size=batch_size, workers=workers, weights=weights, resize=resize,
+        precision=precision, resume=resume,
+    )
+    if resume and not output:
+        raise click.UsageError("--resume needs -o FILE (the output of the earlier run)")
+    ui = RichUI(show_progress=not no_progress and stderr_is_terminal())
+    sys.exit(PredictJob(options, ui, started=STARTED).run())

@@ -1,0 +1,227 @@
+"""The predict job, without Click: inputs -> records -> output, with resume, locking and progress.
+
+``PredictJob(options, ui).run()`` returns the exit status. Everything a person sees (warnings,
+progress, the closing line, the table) goes through ``ui``, a small interface the command line
+implements with Rich; a program can pass ``QuietUI`` or its own.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import IO, Protocol
+
+from .discovery import discover
+from .errors import ImageError, OutputError, XceptionError
+from .output import WRITERS, OutputFile, display_path, path_key, same_file_as_any
+from .pipeline import Record, Stats
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MISSING = "no such file or directory"
+
+
+class NoInputs(XceptionError):
+    """Nothing to classify: every input is missing or empty."""
+
+
+class ProgressHandle(Protocol):
+    def advance(self, n: int, failed: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class UI(Protocol):
+    """What a person sees while a job runs (stderr on the command line)."""
+
+    def warn(self, message: str) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+    def download(self, done: int, total: int | None) -> None: ...
+
+    def progress(self, total: int) -> ProgressHandle | None: ...
+
+    def table(self, records: list[Record], stream: IO[str]) -> None: ...
+
+
+class _NoProgress:
+    def advance(self, n, failed):
+        pass
+
+    def close(self):
+        pass
+
+
+class QuietUI:
+    """A UI that shows nothing (warnings are still kept in ``self.warnings``)."""
+
+    def __init__(self):
+        self.warnings: list[str] = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+    def info(self, message):
+        pass
+
+    def download(self, done, total):
+        pass
+
+    def progress(self, total):
+        return None
+
+    def table(self, records, stream):
+        raise XceptionError("the table format needs a UI that can draw tables")
+
+
+@dataclass
+class PredictOptions:
+    inputs: list[str]
+    top_k: int = 5
+    fmt: str = "jsonl"
+    fmt_explicit: bool = False
+    output: str | None = None
+    batch_size: int = 8
+    workers: int | None = None
+    weights: str | None = "imagenet"
+    resize: str = "center-crop"
+    precision: str = "float32"
+    resume: bool = False
+
+
+class PredictJob:
+    def __init__(self, options: PredictOptions, ui: UI, stdout: IO[str] | None = None,
+                 started: float | None = None):
+        """``started``: ``time.perf_counter()`` when the command began (the closing line counts from it)."""
+        self.o = options
+        self.ui = ui
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.started = started if started is not None else time.perf_counter()
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def _inputs(self) -> list[tuple[str, object]]:
+        found = discover(self.o.inputs)
+        if not found.paths:
+            problems = [f"{display_path(raw)[0]}: {MISSING}" for raw in found.missing]
+            problems += [f"{display_path(raw)[0]}: {why}" for raw, why in found.problems]
+            raise NoInputs(problems[0] if len(problems) == 1 else "no images found: " + "; ".join(problems))
+        for raw, why in found.problems:
+            self.ui.warn(f"{display_path(raw)[0]}: {why}")
+        missing = set(found.missing)
+        # A missing input keeps its place among the others; the decoder turns it into its record.
+        return [(p, ImageError(MISSING) if p in missing else p) for p in found.ordered]
+
+    def _open_output(self, names: list[str]) -> OutputFile | None:
+        o = self.o
+        if not o.output:
+            if o.resume:
+                raise OutputError("--resume needs -o FILE (the output of the earlier run)")
+            return None
+        clash = same_file_as_any(o.output, names)
+        if clash is not None:
+            raise OutputError(f"{o.output}: is one of the inputs ({display_path(clash)[0]}); "
+                              "writing there would destroy it: choose another -o")
+        out = OutputFile(o.output, o.fmt, resume=o.resume, fmt_explicit=o.fmt_explicit)
+        o.fmt = out.fmt  # resume continues in the file's own format
+        return out
+
+    def _load(self, items):
+        from .classifier import Classifier
+
+        clf = Classifier(weights=self.o.weights, resize=self.o.resize, precision=self.o.precision,
+                         batch_size=self.o.batch_size, workers=self.o.workers, progress=self.ui.download)
+        decoder = clf.decoder(items)  # decoding starts now, while the model loads
+        try:
+            clf.load()
+        except BaseException:
+            decoder.close()
+            raise
+        return clf, decoder
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        from PIL import Image
+
+        # Oversized images become error records with their own message; Pillow's warning is noise.
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        o = self.o
+        items = self._inputs()
+        out = self._open_output([name for name, src in items if not isinstance(src, ImageError)])
+        try:
+            if out is not None and o.resume:
+                before = len(items)
+                items = [(name, src) for name, src in items if path_key(name) not in out.done]
+                self.ui.info(f"resume: {before - len(items)} already classified in {o.output}, "
+                             f"{len(items)} to go")
+                if not items:
+                    out.close()
+                    return EXIT_OK
+            try:
+                clf, decoder = self._load(items)
+            except KeyboardInterrupt:
+                # Nothing was classified: an -o file is left as it was; stdout gets a valid document.
+                if out is not None:
+                    out.abort()
+                else:
+                    self._empty_document()
+                self._closing_line(Stats(), interrupted=True, loaded_at=None)
+                return EXIT_INTERRUPTED
+        except BaseException:
+            if out is not None:
+                out.abort()
+            raise
+        loaded_at = time.perf_counter()
+        stats = Stats(started=loaded_at)
+        stream = out.begin() if out is not None else self.stdout
+        writer = WRITERS[o.fmt](stream, append=out is not None and out.append) if o.fmt != "table" else None
+        table_rows: list[Record] = []
+        bar = self.ui.progress(len(items)) or _NoProgress()
+        interrupted = False
+        try:
+            for batch in clf.stream(decoder, top_k=o.top_k, stats=stats):
+                for r in batch:
+                    if r.error is not None:
+                        self.ui.warn(f"{display_path(r.path)[0]}: {r.error}")
+                if writer is not None:
+                    writer.write(batch)
+                else:
+                    table_rows.extend(batch)
+                bar.advance(len(batch), stats.failed)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+            if out is not None:
+                out.close()
+        if o.fmt == "table":
+            self.ui.table(table_rows, self.stdout)
+        if interrupted or len(items) > 1 or stats.failed:
+            self._closing_line(stats, interrupted, loaded_at)
+        if interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_SOME_FAILED if stats.failed else EXIT_OK
+
+    def _empty_document(self) -> None:
+        if self.o.fmt in WRITERS:
+            WRITERS[self.o.fmt](self.stdout).close()
+
+    def _closing_line(self, stats: Stats, interrupted: bool, loaded_at: float | None) -> None:
+        """``classified N, failed M in T s (L s loading, C s classifying at R images/s)``: T is the
+        whole wait, from the start of the command."""
+        total = time.perf_counter() - self.started
+        head = "interrupted: " if interrupted else ""
+        if loaded_at is None:
+            self.ui.info(f"{head}classified 0 in {total:.1f} s (stopped while loading)")
+            return
+        kept = f"; results so far are in {self.o.output}" if interrupted and self.o.output else ""
+        self.ui.info(
+            f"{head}classified {stats.classified}, failed {stats.failed} in {total:.1f} s "
+            f"({loaded_at - self.started:.1f} s loading, {stats.elapsed_s:.1f} s classifying at "
+            f"{stats.images_per_second:.1f} images/s){kept}"
+        )

@@ -1,0 +1,284 @@
+"""Xception on OpenVINO: ``model.xception_graph`` built op by op as an ``openvino.Model``.
+
+No TensorFlow and no Keras, here or in what this imports: the weights are NumPy arrays
+``{keras layer name: [arrays]}`` (``weights.read_for_layout(path, weight_layout(include_top))``),
+every BatchNormalization is folded into the convolution before it (``fused.fold``), and the
+graph is compiled by OpenVINO's CPU plugin.
+
+The model takes what the other runtimes take, an NHWC float32 batch ``(N, size, size, 3)``
+(dynamic N) scaled to ``[-1, 1]``, and transposes it to NCHW inside the graph; kernels are
+stored OIHW, a depthwise kernel as a group convolution's ``[C, 1, 1, 3, 3]``. TensorFlow's
+"SAME" padding is ``auto_pad="same_upper"`` (the odd pixel of padding goes at the end, as in TF,
+which matters for the stride-2 layers on even sizes). Numerically it matches
+``keras.applications.Xception`` to ~1e-6 in float32.
+
+Precision: on CPUs with AVX512-BF16 or AMX, OpenVINO runs in bfloat16 *by default*;
+``compile_model`` always pins ``INFERENCE_PRECISION_HINT`` and ``actual_precision`` reads back
+what the plugin chose (a bfloat16 request on a CPU without bf16 support runs in float32).
+
+    from xception_cli.runtimes.openvino import build_model, compile_model, make_infer
+    infer = make_infer(compile_model(build_model(weights)))
+    probabilities = infer(batch)  # (N, 1000) float32
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+import openvino as ov
+from openvino import opset13 as opset  # every op used here is unchanged up to opset16
+
+from .. import config
+from ..fused import fold
+from ..model import POOLINGS, validate_input_shape, weight_layout, xception_graph
+
+PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}  # ours -> OpenVINO's element type names
+HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+DEVICE = "CPU"
+_AUTO_PAD = {"same": "same_upper", "valid": "valid"}
+_NHWC_TO_NCHW = (0, 3, 1, 2)
+_NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
+class OpenVinoOps:
+    """``xception_graph``'s operations as OpenVINO nodes (NCHW) over folded copies of the weights.
+
+    ``weights``: ``{layer name: [arrays]}`` with the names and weight order of the Keras model.
+    Nodes are named after the Keras layers (the bias add of a folded pair after its
+    BatchNormalization), which is what OpenVINO's profiling reports.
+    """
+
+    def __init__(self, weights: dict[str, list[np.ndarray]]):
+        self.weights = weights
+
+    @staticmethod
+    def _const(array) -> ov.Node:
+        return opset.constant(np.ascontiguousarray(array, dtype=np.float32))
+
+    def _bias(self, x, bias, name):
+        return opset.add(x, self._const(np.reshape(bias, (1, -1, 1, 1))), name=name)
+
+    def conv_bn(self, x, filters, kernel, name, bn_name, strides=1, padding="valid"):
+        (k,) = self.weights[name]
+        k, b = fold(k, *self.weights[bn_name])
+        y = opset.convolution(x, self._const(k.transpose(3, 2, 0, 1)), [strides, strides], [0, 0], [0, 0],
+                              [1, 1], auto_pad=_AUTO_PAD[padding], name=name)  # HWIO -> OIHW
+        return self._bias(y, b, bn_name)
+
+    def sepconv_bn(self, x, filters, name):
+        depthwise, pointwise = self.weights[name]
+        pointwise, b = fold(pointwise, *self.weights[f"{name}_bn"])
+        kh, kw, channels, multiplier = depthwise.shape
+        # (kh, kw, C, 1) -> groups of one channel each: [C, 1, 1, kh, kw]
+        dw = depthwise.transpose(2, 3, 0, 1).reshape(channels, multiplier, 1, kh, kw)
+        y = opset.group_convolution(x, self._const(dw), [1, 1], [0, 0], [0, 0], [1, 1],
+                                    auto_pad="same_upper", name=f"{name}_depthwise")
+        y = opset.convolution(y, self._const(pointwise.transpose(3, 2, 0, 1)), [1, 1], [0, 0], [0, 0],
+                              [1, 1], auto_pad="valid", name=f"{name}_pointwise")
+        return self._bias(y, b, f"{name}_bn")
+
+    def relu(self, x, name):
+        return opset.relu(x, name=name)
+
+    def maxpool(self, x, name):
+        pool = opset.max_pool(x, [2, 2], [1, 1], [0, 0], [0, 0], [3, 3], "floor", "same_upper", name=name)
+        return pool.output(0)  # MaxPool-8 also returns the indices
+
+    def add(self, x, y, name):
+        return opset.add(x, y, name=name)
+
+    def avg_pool(self, x, name):
+        return opset.reduce_mean(x, opset.constant(np.array([2, 3], dtype=np.int64)), False, name=name)
+
+    def max_pool(self, x, name):
+        return opset.reduce_max(x, opset.constant(np.array([2, 3], dtype=np.int64)), False, name=name)
+
+    def dense(self, x, units, activation, name):
+        kernel, bias = self.weights[name]
+        y = opset.add(opset.matmul(x, self._const(kernel), False, False), self._const(bias),
+                      name=name if activation in (None, "linear") else f"{name}_logits")
+        if activation in (None, "linear"):
+            return y
+        if activation == "softmax":
+            return opset.softmax(y, 1, name=name)
+        raise ValueError(f"unsupported classifier activation for OpenVINO: {activation!r}")
+
+
+def _check_weights(weights, include_top: bool, classes: int) -> None:
+    """Every layer the graph needs, with the right shapes; ``ValueError`` naming the first that is not."""
+    for name, shapes in weight_layout(include_top=include_top, classes=classes):
+        if name not in weights:
+            raise ValueError(f"weights have no layer {name!r}")
+        got = [tuple(np.shape(a)) for a in weights[name]]
+        if got != [tuple(s) for s in shapes]:
+            raise ValueError(f"weights for layer {name!r} have shapes {got}, expected {[tuple(s) for s in shapes]}")
+
+
+def build_model(
+    weights: dict[str, list[np.ndarray]],
+    include_top: bool = True,
+    pooling: str | None = None,
+    input_size: int = config.IMAGENET_INPUT_SIZE,
+    classes: int | None = None,
+    classifier_activation: str | None = "softmax",
+) -> ov.Model:
+    """The Xception ``openvino.Model`` over ``weights``: input ``input_image``, NHWC float32
+    ``[?, input_size, input_size, 3]``; output ``(N, classes)`` probabilities with the top
+    (logits with ``classifier_activation=None``), ``(N, 2048)`` for pooling ``"avg"``/``"max"``,
+    else the NHWC feature map ``(N, h, w, 2048)``.
+
+    ``classes`` defaults to the size of ``weights["predictions"]``.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of None, 'avg', 'max'; got {pooling!r}")
+    if include_top and pooling is not None:
+        raise ValueError(f"pooling={pooling!r} only applies with include_top=False")
+    height, width, _ = validate_input_shape((input_size, input_size, 3))
+    if include_top:
+        if "predictions" not in weights:
+            raise ValueError("include_top=True needs weights with the 'predictions' layer")
+        found = int(np.shape(weights["predictions"][1])[0])
+        if classes is not None and classes != found:
+            raise ValueError(f"classes={classes} but the weights' classifier has {found} classes")
+        classes = found
+    else:
+        classes = config.IMAGENET_CLASSES  # unused without the top
+    _check_weights(weights, include_top, classes)
+
+    image = opset.parameter([-1, height, width, 3], np.float32, name="input_image")
+    x = opset.transpose(image, opset.constant(np.array(_NHWC_TO_NCHW, dtype=np.int64)))
+    y = xception_graph(x, OpenVinoOps(weights), include_top=include_top, pooling=pooling, classes=classes,
+                       classifier_activation=classifier_activation)
+    if include_top:
+        output_name = "predictions"
+    elif pooling is not None:
+        output_name = f"{pooling}_pool"
+    else:
+        output_name = "block14_sepconv2_act"
+        y = opset.transpose(y, opset.constant(np.array(_NCHW_TO_NHWC, dtype=np.int64)), name="features_nhwc")
+    result = opset.result(y, name=output_name)
+    result.output(0).get_tensor().set_names({output_name})
+    return ov.Model([result], [image], "xception")
+
+
+_core: ov.Core | None = None
+_core_lock = threading.Lock()
+
+
+def core() -> ov.Core:
+    """One ``openvino.Core`` per process (creating one loads the plugins' registry)."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            _core = ov.Core()
+        return _core
+
+
+def compile_model(
+    model: ov.Model,
+    *,
+    precision: str = "float32",
+    hint: str = "LATENCY",
+    streams: int | str | None = None,
+    cache_dir: str | None = None,
+    threads: int | None = None,
+    device: str = DEVICE,
+) -> ov.CompiledModel:
+    """Compile ``model`` for ``device`` with ``INFERENCE_PRECISION_HINT`` pinned to ``precision``.
+
+    ``hint``: ``PERFORMANCE_HINT`` (``"LATENCY"``: one stream, all cores on each request;
+    ``"THROUGHPUT"``: several streams, for several requests in flight). ``streams``:
+    ``NUM_STREAMS`` (an int or ``"AUTO"``), ``threads``: ``INFERENCE_NUM_THREADS``, ``cache_dir``:
+    ``CACHE_DIR``, where compiled blobs are kept and reused by later compilations of the same model.
+    """
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if str(hint).upper() not in HINTS:
+        raise ValueError(f"hint must be one of {', '.join(HINTS)}; got {hint!r}")
+    cfg = {
+        hints.inference_precision: ov.Type.f32 if precision == "float32" else ov.Type.bf16,
+        hints.performance_mode: getattr(hints.PerformanceMode, str(hint).upper()),
+    }
+    if streams is not None:
+        cfg[props.num_streams] = props.streams.Num.AUTO if str(streams).upper() == "AUTO" else int(streams)
+    if threads is not None:
+        cfg[props.inference_num_threads] = int(threads)
+    if cache_dir is not None:
+        cfg[props.cache_dir] = str(cache_dir)
+    return core().compile_model(model, device, cfg)
+
+
+def actual_precision(compiled: ov.CompiledModel) -> str:
+    """The precision the plugin actually runs in, read back from the compiled model:
+    ``"float32"``, ``"bfloat16"`` (or ``"float16"``, or OpenVINO's own name for anything else)."""
+    value = compiled.get_property("INFERENCE_PRECISION_HINT")
+    name = value.get_type_name() if isinstance(value, ov.Type) else str(value).lower()
+    return {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}.get(name, name)
+
+
+def make_infer(compiled: ov.CompiledModel) -> Callable[[np.ndarray], np.ndarray]:
+    """``f(NHWC float32 batch) -> float32 array`` (a copy) on one InferRequest.
+
+    Calls from several threads are serialised by a lock; for requests in parallel use
+    ``make_async_infer`` (with a THROUGHPUT-compiled model).
+    """
+    request = compiled.create_infer_request()
+    lock = threading.Lock()
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        with lock:
+            request.infer({0: x}, share_inputs=True)  # no copy: the request is done before we return
+            return request.get_output_tensor(0).data.copy()
+
+    return infer
+
+
+def make_async_infer(
+    compiled: ov.CompiledModel, jobs: int | None = None
+) -> Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]:
+    """``f(iterable of batches) -> iterator of outputs, in order``, with up to ``jobs`` requests in
+    flight (default: the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, which follows its
+    streams: compile with ``hint="THROUGHPUT"`` or ``streams=N`` for this to run in parallel).
+
+    The next batch is taken from the iterable while the others run, so a producer (decoding
+    images) overlaps with inference. Inputs are copied into the requests.
+
+    Plain InferRequests taken round-robin (the oldest in flight is the next to reuse) rather than
+    ``openvino.AsyncInferQueue``: its Python callbacks run in OpenVINO's threads, and a garbage
+    collection triggered there can destroy OpenVINO objects from the wrong thread (seen with
+    OpenVINO 2026.4: "terminate called without an active exception" at interpreter exit).
+    """
+    if jobs is None:
+        jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+
+    def run(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        requests = [compiled.create_infer_request() for _ in range(jobs)]
+        sent = 0
+        try:
+            for batch in batches:
+                request = requests[sent % jobs]
+                ready = None
+                if sent >= jobs:  # this request carries batch sent - jobs, the oldest in flight
+                    request.wait()
+                    ready = request.get_output_tensor(0).data.copy()
+                request.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=False)
+                sent += 1
+                if ready is not None:
+                    yield ready
+            for k in range(max(0, sent - jobs), sent):
+                request = requests[k % jobs]
+                request.wait()
+                yield request.get_output_tensor(0).data.copy()
+        finally:
+            for request in requests[:sent]:  # never leave requests running on buffers we drop
+                request.wait()
+
+    return run
