@@ -17,10 +17,11 @@ PY = sys.executable
 
 
 def machine() -> str:
-    from xception_cli.bench import cpu_info
+    from xception_cli.system import cpu_info
 
     model, flags = cpu_info()
-    extras = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    extras = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+              if f in flags]
     return f"{model}, {os.cpu_count()} cores, {platform.python_version()}, flags: {' '.join(extras) or 'none'}"
 
 
@@ -30,7 +31,7 @@ def weights_file() -> Path:
     if not path.exists():
         code = (
             "import glob, sys\n"
-            "from xception_cli.engine import import_tensorflow_quietly\n"
+            "from xception_cli.runtimes.tensorflow import import_tensorflow_quietly\n"
             "import_tensorflow_quietly()\n"
             "from xception_cli.synthetic import make_weights_file\n"
             f"make_weights_file({str(path)!r}, sorted(glob.glob({str(SHARED / 'samples' / '*.jpg')!r})))\n"

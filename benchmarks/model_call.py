@@ -37,7 +37,8 @@ def main() -> None:
     args = ap.parse_args()
 
     weights = weights_file()
-    from xception_cli.engine import get_engine, import_tensorflow_quietly
+    from xception_cli.engine import get_engine
+    from xception_cli.runtimes.tensorflow import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import keras

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from xception_cli.bench import time_calls
 from xception_cli.cli import cli
 
-SYSTEM_KEYS = {"python", "tensorflow", "keras", "cpu", "cores", "intra_op_threads", "precision", "onednn",
-               "avx512_bf16", "amx_bf16"}
+SYSTEM_KEYS = {"python", "cpu", "cores", "precision", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
+               "runtime", "runtime_version", "precision_run"}
 
 
 def invoke(*args):
@@ -40,8 +40,9 @@ def test_schema_and_consistency(model_only):
                             "input_shape": [299, 299, 3]}
     assert out["cold_start_s"] >= 0 and out["first_call_s"] > 0
     parts = out["cold_start_breakdown_s"]
-    assert set(parts) == {"import_s", "resolve_weights_s", "build_s", "load_weights_s"}
+    assert {"resolve_weights_s", "import_s", "read_weights_s", "build_s", "other_s"} <= set(parts)
     assert sum(parts.values()) == pytest.approx(out["cold_start_s"], abs=0.01)
+    assert out["system"]["runtime"] == "openvino"  # auto, with random weights
     assert [(r["batch_size"], r["precision"], r["mode"], r["iterations"]) for r in out["results"]] == [
         (1, "float32", "inference", 3), (2, "float32", "inference", 3)]
     for r in out["results"]:
@@ -54,7 +55,7 @@ def test_table_output(tmp_path):
     r = CliRunner().invoke(cli, ["benchmark", "-b", "1", "-n", "2", "--warmup", "0", "-f", "table", "-o", str(out)])
     assert r.exit_code == 0, r.output
     text = out.read_text()
-    for s in ("xception", "22,910,480", "cold start", "first call", "p50 ms", "float32", "TensorFlow"):
+    for s in ("xception", "22,910,480", "cold start", "first call", "p50 ms", "float32", "openvino"):
         assert s in text
 
 
@@ -78,6 +79,14 @@ def test_compare_precision_and_end_to_end(image_dir):
     assert 0 <= e2e["decode_hidden_fraction"] <= 1
     for r in out["results"]:
         check_result(r, out["system"])
+
+
+def test_runtime_choice_is_recorded():
+    out = invoke("-b", "1", "-n", "1", "--runtime", "tensorflow")
+    (r,) = out["results"]
+    assert r["runtime"] == out["system"]["runtime"] == "tensorflow"
+    assert r["runtime_version"] == out["system"]["tensorflow"] and r["precision_run"] == "float32"
+    check_result(r, out["system"])
 
 
 def test_inception_v3_training_step():

@@ -46,23 +46,26 @@ def test_folded_equals_keras(include_top, pooling, size):
     assert np.abs(got - expected).max() / scale < 1e-5
 
 
-def test_engine_uses_folded_inference_for_float32(engine, samples):
+def test_tensorflow_runtime_uses_folded_inference_for_float32(weights_file, samples):
+    from xception_cli.engine import Engine
     from xception_cli.preprocess import preprocess_image
 
+    engine = Engine(weights=str(weights_file), runtime_request="tensorflow")
     x = np.stack([preprocess_image(p) for p in samples[:2]])
     keras_out = np.asarray(engine.model(x, training=False))
     assert np.abs(engine(x) - keras_out).max() < 1e-5
     assert engine.infer.__qualname__.startswith("folded_inference")
 
 
-def test_legacy_file_needs_no_keras_model(weights_file, samples):
+@pytest.mark.parametrize("runtime", ["openvino", "tensorflow"])
+def test_legacy_file_needs_no_keras_model(weights_file, samples, runtime):
     """With the official file format, inference reads the file straight into the folded graph."""
     from xception_cli.engine import Engine
     from xception_cli.preprocess import preprocess_image
 
-    e = Engine(weights=str(weights_file))
+    e = Engine(weights=str(weights_file), runtime_request=runtime)
     x = np.stack([preprocess_image(p) for p in samples[:2]])
     probs = e(x)
     assert e._model is None, "the Keras model was not built"
-    assert "read_weights_s" in e.timings and "build_s" not in e.timings
+    assert "read_weights_s" in e.network.timings and "keras_build_s" not in e.timings
     assert np.abs(probs - np.asarray(e.model(x, training=False))).max() < 1e-5

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from .system import cpu_record, peak_rss_mb
 
 MODELS = ("xception", "inception-v3")
 MODES = ("inference", "train")
@@ -26,55 +26,33 @@ E2E_BATCH = 8  # the end-to-end run uses predict's default batch size
 # the system record
 
 
-def cpu_info() -> tuple[str, set[str]]:
-    """The CPU's model name and feature flags (from /proc/cpuinfo where there is one)."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("unknown", "", "x86_64"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return model, flags
+def system_info(precision: str | None = None, network=None) -> dict:
+    """Versions, CPU, threads and the CPU features that decide speed; the runtime that ran and the
+    precision it actually ran in. TensorFlow's details only where TensorFlow was loaded."""
+    info = {"python": platform.python_version(), "platform": platform.platform(), **cpu_record(),
+            "precision": precision}
+    if network is not None:
+        info.update(runtime=network.runtime, runtime_version=network.version, precision_run=network.precision)
+    if "tensorflow" in sys.modules:
+        import keras
+        import tensorflow as tf
 
+        try:
+            from tensorflow.python.util import _pywrap_util_port
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+            onednn = bool(_pywrap_util_port.IsMklEnabled())
+        except Exception:  # noqa: BLE001 - internal API; fall back to the documented switch
+            onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"
+        info.update(
+            tensorflow=tf.__version__, keras=keras.__version__, backend=keras.backend.backend(), onednn=onednn,
+            intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+            inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count(),
+        )
+    if "openvino" in sys.modules:
+        import openvino
 
-
-def system_info(precision: str | None = None) -> dict:
-    """Versions, CPU, threads and the CPU features that decide speed (oneDNN, AVX-512, AMX)."""
-    import keras
-    import tensorflow as tf
-
-    model, flags = cpu_info()
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        onednn = bool(_pywrap_util_port.IsMklEnabled())
-    except Exception:  # noqa: BLE001 - internal API; fall back to the documented switch
-        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "backend": keras.backend.backend(),
-        "platform": platform.platform(),
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count(),
-        "precision": precision,
-        "onednn": onednn,
-        "avx2": "avx2" in flags,
-        "avx512f": "avx512f" in flags,
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx_bf16": "amx_bf16" in flags,
-    }
+        info["openvino"] = openvino.__version__
+    return info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,17 +111,11 @@ def build_model(name: str, precision: str, weights=None):
     """A fresh Keras model to benchmark (training mutates it, so never the shared engine's)."""
     import keras
 
-    from .engine import _POLICY
-    from .model import build_xception
-    from .weights import load_weights, resolve_weights
+    from .engine import _POLICY, Engine
 
     policy = _POLICY[precision]
-    if name == "xception":
-        path = resolve_weights(weights)
-        model = build_xception(dtype_policy=policy, initialize=path is None)
-        if path is not None:
-            load_weights(model, path)
-        return model
+    if name == "xception":  # a private engine: its Keras model is trained, never the shared one
+        return Engine(weights=weights, precision=precision, runtime_request="tensorflow").model
     if name == "inception-v3":
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(policy or "float32")
@@ -185,12 +157,13 @@ def model_macs(model) -> tuple[int, int]:
 # the whole benchmark
 
 
-def end_to_end(paths: list[str], weights, precision: str, batch_size: int, workers: int | None = None) -> dict:
+def end_to_end(paths: list[str], weights, precision: str, batch_size: int, workers: int | None = None,
+               runtime: str | None = None) -> dict:
     """Run the real predict pipeline over ``paths``: where the time goes, and how well it overlaps."""
     from .engine import get_engine
     from .pipeline import Stats, classify_stream
 
-    engine = get_engine(weights=weights, precision=precision)
+    engine = get_engine(weights=weights, precision=precision, runtime=runtime)
     engine.infer(np.zeros((1, engine.input_size, engine.input_size, 3), np.float32))  # warm, untimed
     stats = Stats()
     for _ in classify_stream(((p, p) for p in paths), engine, batch_size=batch_size, workers=workers,
@@ -200,7 +173,8 @@ def end_to_end(paths: list[str], weights, precision: str, batch_size: int, worke
     hidden = 1.0 - stats.wait_s / stats.decode_s if stats.decode_s > 0 else 0.0
     return {
         "images": n, "classified": stats.classified, "failed": stats.failed,
-        "batch_size": batch_size, "precision": precision, "elapsed_s": round(stats.elapsed_s, 3),
+        "batch_size": batch_size, "precision": engine.network.precision, "runtime": engine.runtime,
+        "elapsed_s": round(stats.elapsed_s, 3),
         "images_per_second": round(n / stats.elapsed_s, 3) if stats.elapsed_s else 0.0,
         "decode_ms_per_image": round(stats.decode_s / n * 1000, 2) if n else 0.0,
         "model_ms_per_image": round(stats.model_s / n * 1000, 2) if n else 0.0,
@@ -222,9 +196,16 @@ def run_benchmark(
     images: list[str] | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    runtime: str | None = None,
 ) -> dict:
-    """Measure and return the JSON-ready benchmark record (see the README for its schema)."""
-    from .engine import PRECISIONS, get_engine, import_tensorflow_quietly, keras_inference
+    """Measure and return the JSON-ready benchmark record (see the README for its schema).
+
+    Xception inference goes through the runtime layer (``runtime``: auto, openvino, tensorflow)
+    exactly as ``predict`` does; training and Inception-v3 run on Keras.
+    """
+    from . import config
+    from .engine import Engine
+    from .runtimes import PRECISIONS, requested_runtime
 
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
@@ -236,16 +217,21 @@ def run_benchmark(
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError("batch sizes must be positive integers")
     log = log or (lambda msg: None)
+    runtime = requested_runtime(runtime)
+    on_runtime_layer = model == "xception" and mode == "inference"
 
     t0 = time.perf_counter()
-    import_tensorflow_quietly()
-    import tensorflow as tf
+    if not on_runtime_layer or runtime == "tensorflow" or threads:
+        from .runtimes.tensorflow import import_tensorflow_quietly
 
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-        except RuntimeError:
-            log("warning: TensorFlow is already running; --threads has no effect in this process")
+        import_tensorflow_quietly()
+        if threads:
+            import tensorflow as tf
+
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+            except RuntimeError:
+                log("warning: TensorFlow is already running; --threads has no effect in this process")
 
     precisions = ["float32", "bfloat16"] if compare_precision else [precision]
     rng = np.random.default_rng(seed)
@@ -254,29 +240,33 @@ def run_benchmark(
     probe_outputs = {}
     inputs = {bs: rng.uniform(-1, 1, (bs, 299, 299, 3)).astype(np.float32) for bs in batch_sizes}
     labels = {bs: rng.integers(0, 1000, (bs,)) for bs in batch_sizes}
+    networks = {}
 
     for prec in precisions:
         log(f"building {model} ({prec}, {mode})")
         t_build = time.perf_counter()
-        if model == "xception" and mode == "inference":
-            engine = get_engine(weights=weights or "none", precision=prec)
-            net, fn = engine.model, engine.infer
+        if on_runtime_layer:
+            # A private engine: a cold start is measured even if the process has built one before.
+            engine = Engine(weights=weights or "none", precision=prec, runtime_request=runtime)
+            network = networks[prec] = engine.network
+            fn = network.infer
+            params, macs = config.REFERENCE_PARAMS_TOP, config.REFERENCE_MACS_TOP  # checked against the model
+            input_shape = [config.IMAGENET_INPUT_SIZE, config.IMAGENET_INPUT_SIZE, 3]
         else:
+            from .runtimes.tensorflow import keras_inference
+
             net = build_model(model, prec, weights=weights)
             fn = keras_inference(net) if mode == "inference" else None
+            params, macs = model_macs(net)
+            input_shape = [int(d) for d in net.input.shape[1:]]
         built = time.perf_counter()
         if out["cold_start_s"] is None:
             out["cold_start_s"] = round(built - t0, 3)
-            if model == "xception" and mode == "inference":
-                # import_s is ~0 here: TensorFlow was imported above, in the first line's time
-                t = engine.timings
-                out["cold_start_breakdown_s"] = {
-                    "import_s": round(built - t0 - t["resolve_weights_s"] - t["build_s"] - t["load_weights_s"], 3),
-                    "resolve_weights_s": round(t["resolve_weights_s"], 3), "build_s": round(t["build_s"], 3),
-                    "load_weights_s": round(t["load_weights_s"], 3)}
-            params, macs = model_macs(net)
-            out["model"] = {"name": model, "params": params, "macs_per_image": macs,
-                            "input_shape": [int(d) for d in net.input.shape[1:]]}
+            if on_runtime_layer:
+                parts = {"resolve_weights_s": engine.timings["resolve_weights_s"], **network.timings}
+                parts["other_s"] = max(0.0, built - t0 - sum(parts.values()))
+                out["cold_start_breakdown_s"] = {k: round(v, 3) for k, v in parts.items()}
+            out["model"] = {"name": model, "params": params, "macs_per_image": macs, "input_shape": input_shape}
         else:
             out.setdefault("extra_build_s", {})[prec] = round(built - t_build, 3)
         macs = out["model"]["macs_per_image"]
@@ -302,10 +292,18 @@ def run_benchmark(
         for bs in batch_sizes:
             log(f"timing batch {bs} ({prec}, {mode})")
             timing = time_calls(call_for(bs), warmup=warmup, iterations=iterations, seconds=seconds)
-            out["results"].append(result_record(bs, prec, mode, timing, macs))
+            record = result_record(bs, prec, mode, timing, macs)
+            if on_runtime_layer:
+                record.update(runtime=networks[prec].runtime, runtime_version=networks[prec].version,
+                              precision_run=networks[prec].precision)
+            out["results"].append(record)
 
-    system = system_info(precision="+".join(precisions))
+    first_net = networks.get(precisions[0])
+    system = system_info(precision="+".join(precisions), network=first_net)
     out["system"] = system
+    notes = [n for net in networks.values() for n in net.notes]
+    if notes:
+        out["notes"] = sorted(set(notes))
     for r in out["results"]:
         r["system"] = system
     if compare_precision:
@@ -324,9 +322,8 @@ def run_benchmark(
         out["comparison"] = cmp
     if images:
         log(f"end to end over {len(images)} files")
-        out["end_to_end"] = end_to_end(images, weights or "none", precisions[0], E2E_BATCH)
+        out["end_to_end"] = end_to_end(images, weights or "none", precisions[0], E2E_BATCH, runtime=runtime)
     return out
-
 
 
 def _agreement_inputs(images, rng, n: int = 8) -> np.ndarray:

@@ -7,25 +7,36 @@ from .render import table
 
 def render(result: dict, console) -> None:
     sysinfo, model = result["system"], result["model"]
-    feats = ", ".join(f"{k} {'yes' if sysinfo[k] else 'no'}" for k in ("onednn", "avx512f", "avx512_bf16", "amx_bf16"))
+    flags = ("onednn", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+    feats = ", ".join(f"{k} {'yes' if sysinfo[k] else 'no'}" for k in flags if k in sysinfo)
+    versions = [f"Python {sysinfo['python']}"]
+    if "runtime" in sysinfo:
+        versions.append(f"runtime {sysinfo['runtime']} {sysinfo['runtime_version']} "
+                        f"(running {sysinfo['precision_run']})")
+    if "tensorflow" in sysinfo:
+        versions.append(f"TensorFlow {sysinfo['tensorflow']}, Keras {sysinfo['keras']}, "
+                        f"{sysinfo['intra_op_threads']} intra-op threads")
     console.print(
         f"[bold]{model['name']}[/]: {model['params']:,} parameters, {model['macs_per_image'] / 1e9:.2f} G MACs "
         f"per image at {'x'.join(map(str, model['input_shape']))}\n"
-        f"{sysinfo['cpu']}, {sysinfo['cores']} cores, {sysinfo['intra_op_threads']} intra-op threads; {feats}\n"
-        f"Python {sysinfo['python']}, TensorFlow {sysinfo['tensorflow']}, Keras {sysinfo['keras']}\n"
+        f"{sysinfo['cpu']}, {sysinfo['cores']} cores; {feats}\n"
+        + "; ".join(versions) + "\n"
         f"cold start (import + build + weights): {result['cold_start_s']:.2f} s{_breakdown(result)}; "
-        f"first call (tracing): {result['first_call_s']:.2f} s",
+        f"first call: {result['first_call_s']:.2f} s",
         highlight=False,
     )
     rows = []
     for r in result["results"]:
         lat = r["latency_ms"]
-        rows.append([r["mode"], r["precision"], r["batch_size"], r["iterations"], f"{r['images_per_second']:.2f}",
+        ran = r.get("precision_run", r["precision"])
+        prec = ran if ran == r["precision"] else f"{r['precision']} (ran {ran})"
+        rows.append([r.get("runtime", "keras"), r["mode"], prec, r["batch_size"], r["iterations"],
+                     f"{r['images_per_second']:.2f}",
                      f"{lat['p50']:.1f}", f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{r['ms_per_image']:.1f}",
                      f"{r['gmacs_per_second']:.1f}", f"{r['peak_rss_mb']:.0f}"])
     console.print(table(
-        ["Mode", "Precision", ("Batch", "right"), ("Iters", "right"), ("Images/s", "right"), ("p50 ms", "right"),
-         ("p90 ms", "right"), ("p99 ms", "right"), ("ms/image", "right"), ("GMAC/s", "right"),
+        ["Runtime", "Mode", "Precision", ("Batch", "right"), ("Iters", "right"), ("Images/s", "right"),
+         ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("ms/image", "right"), ("GMAC/s", "right"),
          ("Peak RSS MB", "right")],
         rows, caption="images/s = batch / p50 latency; GMAC/s from the multiply-add count of `xception summary`; "
         "peak RSS is the process's so far.",
@@ -55,6 +66,6 @@ def _breakdown(result: dict) -> str:
     parts = result.get("cold_start_breakdown_s")
     if not parts:
         return ""
-    names = {"import_s": "import", "resolve_weights_s": "find weights", "build_s": "build",
-             "load_weights_s": "load weights"}
-    return " (" + ", ".join(f"{names[k]} {v:.2f}" for k, v in parts.items() if k in names) + ")"
+    names = {"resolve_weights_s": "find weights", "import_s": "import", "read_weights_s": "read weights",
+             "build_s": "build", "compile_s": "compile", "other_s": "other"}
+    return " (" + ", ".join(f"{names.get(k, k)} {v:.2f}" for k, v in parts.items()) + ")"

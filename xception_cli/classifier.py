@@ -24,9 +24,12 @@ class Classifier:
         weights: ``"imagenet"`` (official file: ``$XCEPTION_WEIGHTS``, the Keras cache, or a
             download), a path to a weights file, or ``None`` / ``"none"`` for random weights.
         resize: ``"center-crop"`` (short side to 299/0.875, bicubic, centre crop) or ``"squash"``.
-        precision: ``"float32"`` or ``"bfloat16"`` (Keras mixed precision).
+        precision: ``"float32"`` or ``"bfloat16"`` (run only where the CPU has bfloat16 units on
+            OpenVINO; Keras mixed precision on TensorFlow).
         batch_size: images per model call.
         workers: decoding threads.
+        runtime: ``"auto"`` (default: OpenVINO whenever it can read the weights), ``"openvino"`` or
+            ``"tensorflow"``; ``None`` reads ``$XCEPTION_RUNTIME``.
     """
 
     def __init__(
@@ -37,12 +40,14 @@ class Classifier:
         batch_size: int = 8,
         workers: int | None = None,
         progress=None,
+        runtime: str | None = None,
     ):
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.engine = get_engine(weights=weights, include_top=True, precision=precision, progress=progress)
+        self.engine = get_engine(weights=weights, include_top=True, precision=precision, progress=progress,
+                                 runtime=runtime)
         self.resize = resize
         self.batch_size = batch_size
         self.workers = workers
@@ -50,8 +55,13 @@ class Classifier:
 
     def load(self) -> Classifier:
         """Find and load the weights and compile inference now (otherwise done on first use)."""
-        _ = self.engine.infer
+        _ = self.engine.network
         return self
+
+    @property
+    def notes(self) -> list[str]:
+        """One-line warnings about how the network runs (e.g. bfloat16 asked, float32 run)."""
+        return list(self.engine.network.notes)
 
     def decoder(self, items: Iterable[tuple[str, object]]) -> Decoder:
         """Start decoding ``(name, source)`` pairs now (e.g. while the model loads); pass it to ``stream``."""

@@ -88,6 +88,7 @@ class PredictOptions:
     weights: str | None = "imagenet"
     resize: str = "center-crop"
     precision: str = "float32"
+    runtime: str | None = None
     resume: bool = False
 
 
@@ -132,13 +133,17 @@ class PredictJob:
         from .classifier import Classifier
 
         clf = Classifier(weights=self.o.weights, resize=self.o.resize, precision=self.o.precision,
-                         batch_size=self.o.batch_size, workers=self.o.workers, progress=self.ui.download)
+                         batch_size=self.o.batch_size, workers=self.o.workers, progress=self.ui.download,
+                         runtime=self.o.runtime)
+        _ = clf.engine.runtime  # weights found and runtime chosen before any thread starts: errors come first
         decoder = clf.decoder(items)  # decoding starts now, while the model loads
         try:
             clf.load()
         except BaseException:
             decoder.close()
             raise
+        for note in clf.notes:
+            self.ui.warn(note)
         return clf, decoder
 
     # -- the run -------------------------------------------------------------------------------

@@ -17,12 +17,14 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import WEIGHTS_NOTOP, WEIGHTS_TOP, WeightsFile
 from .errors import WeightsError, one_line, whole_message
 
-__all__ = ["WeightsError", "resolve_weights", "load_weights", "read_for_layout", "check_finite"]
+__all__ = ["WeightsError", "WeightsSource", "check_finite", "load_weights", "normalize_weights", "random_weights",
+           "read_for_layout", "resolve_weights", "weights_source"]
 
 ENV_WEIGHTS = "XCEPTION_WEIGHTS"
 
@@ -93,15 +95,94 @@ def download(
             os.unlink(tmp)
 
 
+IMAGENET, RANDOM = "imagenet", "none"
+# How a weights file is read: the official Keras-2 layout is read with h5py alone (every runtime);
+# Keras 3 formats need Keras (the TensorFlow runtime).
+FORMATS = ("random", "legacy-h5", "keras-weights", "keras-archive")
+
+
+def normalize_weights(weights: str | os.PathLike | None) -> str:
+    """The one place ``--weights`` is interpreted: ``"imagenet"``, ``"none"`` (random weights, from
+    ``None``, ``"none"``, ``"None"``...) or a path, as a string."""
+    if weights is None or str(weights).strip().lower() == RANDOM:
+        return RANDOM
+    if str(weights).strip().lower() == IMAGENET:
+        return IMAGENET
+    return os.fspath(weights)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """A resolved weights choice: the file to read (``None`` for random weights) and its format."""
+
+    path: Path | None
+    format: str
+
+    @property
+    def random(self) -> bool:
+        return self.path is None
+
+
+def weights_source(weights: str | os.PathLike | None, include_top: bool = True,
+                   progress: Callable[[int, int | None], None] | None = None) -> WeightsSource:
+    """Resolve ``--weights`` to a file (env var, Keras cache, download or path) and tell its format."""
+    path = resolve_weights(weights, include_top=include_top, progress=progress)
+    return WeightsSource(path, "random" if path is None else file_format(path))
+
+
+def file_format(path: str | os.PathLike) -> str:
+    """``"keras-archive"`` (.keras), ``"keras-weights"`` (.weights.h5) or ``"legacy-h5"`` (any other
+    HDF5 file); ``WeightsError`` for anything else."""
+    path = Path(path)
+    if path.suffix == ".keras":
+        return "keras-archive"
+    try:
+        hdf5 = _is_hdf5(path)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not hdf5:
+        raise WeightsError(f"{path}: not a weights file (expected HDF5 .h5 / .weights.h5, or .keras)")
+    return "keras-weights" if path.name.endswith(".weights.h5") else "legacy-h5"
+
+
+def random_weights(include_top: bool = True, seed: int = 0, classes: int = 1000) -> dict[str, list]:
+    """Seeded random weights for every layer, made in NumPy (no Keras): Glorot-uniform kernels,
+    BatchNormalization at identity statistics, zero classifier bias. ``{layer name: [arrays]}``."""
+    import numpy as np
+
+    from .model import weight_layout
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, list] = {}
+    for name, shapes in weight_layout(include_top, classes):
+        if len(shapes) == 4 and all(len(s) == 1 for s in shapes):  # BatchNormalization
+            c = shapes[0]
+            out[name] = [np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
+                         np.ones(c, np.float32)]
+            continue
+        arrays = []
+        for shape in shapes:
+            if len(shape) == 1:  # a bias
+                arrays.append(np.zeros(shape, np.float32))
+                continue
+            receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+            fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            arrays.append(rng.uniform(-limit, limit, shape).astype(np.float32))
+        out[name] = arrays
+    return out
+
+
 def resolve_weights(
     weights: str | os.PathLike | None,
     include_top: bool = True,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> Path | None:
     """Turn ``"imagenet"``, ``"none"``/``None`` or a path into a file to load (or ``None``)."""
-    if weights is None or str(weights).lower() == "none":
+    weights = normalize_weights(weights)
+    if weights == RANDOM:
         return None
-    if str(weights).lower() == "imagenet":
+    if weights == IMAGENET:
         env = os.environ.get(ENV_WEIGHTS)
         if env:
             path = Path(env).expanduser()
@@ -188,15 +269,6 @@ def assign_by_order(model, source_layers: list[tuple[str, list]], path: Path) ->
         layer.set_weights(arrays)
 
 
-def is_legacy_h5(path: str | os.PathLike) -> bool:
-    """A Keras-2 HDF5 weights file (the official files' format), judged by name and magic bytes."""
-    path = Path(path)
-    try:
-        return path.suffix != ".keras" and not path.name.endswith(".weights.h5") and _is_hdf5(path)
-    except OSError:
-        return False
-
-
 def read_for_layout(path: str | os.PathLike, layout: list[tuple[str, list]]) -> dict[str, list]:
     """Read a legacy .h5 checked against ``layout``; ``{our layer name: [arrays]}`` (no Keras needed)."""
     path = Path(path)
@@ -239,14 +311,10 @@ def _is_hdf5(path: Path) -> bool:
 def load_weights(model, path: str | os.PathLike) -> None:
     """Load a weights file of any supported kind into ``model``; ``WeightsError`` on any problem."""
     path = Path(path)
-    try:
-        if path.suffix == ".keras":
-            return _load_keras_archive(model, path)
-        if not _is_hdf5(path):
-            raise WeightsError(f"{path}: not a weights file (expected HDF5 .h5 / .weights.h5, or .keras)")
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
-    if path.name.endswith(".weights.h5"):
+    fmt = file_format(path)
+    if fmt == "keras-archive":
+        return _load_keras_archive(model, path)
+    if fmt == "keras-weights":
         return _load_keras3_weights(model, path)
     assign_by_order(model, read_legacy_h5(path), path)
 

@@ -12,6 +12,7 @@ from .common import (
     output_options,
     pick_format,
     precision_option,
+    runtime_option,
     stderr_is_terminal,
     weights_option,
 )
@@ -37,20 +38,21 @@ def _batch_list(ctx, param, value: str) -> list[int]:
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Time each batch size for this long instead of a number of iterations.")
 @precision_option
+@runtime_option
 @click.option("--compare-precision", is_flag=True, help="Run float32 and bfloat16 on the same inputs and compare.")
 @click.option("--model", type=click.Choice(["xception", "inception-v3"]), default="xception", show_default=True,
               help="inception-v3: keras.applications.InceptionV3 with random weights, measured the same way.")
 @click.option("--mode", type=click.Choice(["inference", "train"]), default="inference", show_default=True,
               help="train: one SGD step (forward, backward, update) per call.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None,
-              help="TensorFlow intra-op threads [default: all cores].")
+              help="TensorFlow intra-op threads (TensorFlow runtime, training, Inception-v3) [default: all cores].")
 @click.option("--images", type=click.Path(exists=True), default=None,
               help="Also run the real predict pipeline over this folder (decode vs model time, overlap).")
 @weights_option(default="none")
 @output_options(["table", "json"])
 @friendly_errors
-def benchmark(batch_sizes, warmup, iterations, seconds, precision, compare_precision, model, mode, threads,
-              images, weights, fmt, output):
+def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, compare_precision, model, mode,
+              threads, images, weights, fmt, output):
     """How fast Xception runs here, and why.
 
     \b
@@ -59,6 +61,7 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, compare_preci
       xception benchmark -b 8 --compare-precision
       xception benchmark --model inception-v3 --mode train -b 8
       xception benchmark --images ~/Photos -f json -o bench.json
+      xception benchmark --runtime tensorflow -b 1,8
 
     Random inputs and random weights by default (speed does not depend on the values; nothing
     is downloaded). Warm-up calls are kept apart from the timed ones; latencies are reported as
@@ -66,6 +69,7 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, compare_preci
     """
     from ..bench import run_benchmark
     from ..discovery import discover
+    from ..weights import RANDOM, normalize_weights
 
     paths = None
     if images:
@@ -77,8 +81,11 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, compare_preci
     result = run_benchmark(
         model=model, batch_sizes=batch_sizes, warmup=warmup, iterations=None if seconds else iterations,
         seconds=seconds, precision=precision, compare_precision=compare_precision, mode=mode,
-        weights=None if weights.lower() == "none" else weights, threads=threads, images=paths, log=progress,
+        weights=None if normalize_weights(weights) == RANDOM else weights, threads=threads, images=paths,
+        log=progress, runtime=runtime,
     )
+    for note in result.get("notes", ()):
+        click.echo(f"warning: {note}", err=True)
     with open_output(output) as stream:
         if fmt == "json":
             import json

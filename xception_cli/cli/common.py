@@ -62,6 +62,11 @@ def weights_option(default="imagenet"):
     )
 
 
+runtime_option = click.option(
+    "--runtime", type=click.Choice(["auto", "openvino", "tensorflow"]), default=None,
+    help="Inference runtime [default: $XCEPTION_RUNTIME, else auto: OpenVINO whenever it can read the weights].",
+)
+
 precision_option = click.option(
     "--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
     help="Compute precision; bfloat16 is fast only on CPUs with AMX/AVX512-BF16.",

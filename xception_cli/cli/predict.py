@@ -14,6 +14,7 @@ from .common import (
     output_options,
     pick_format,
     precision_option,
+    runtime_option,
     stderr_is_terminal,
     warn,
     weights_option,
@@ -136,11 +137,13 @@ class _Bar:
               help="center-crop: short side to 299/0.875 then the centre 299x299 (bicubic); "
               "squash: straight to 299x299.")
 @precision_option
+@runtime_option
 @click.option("--resume", is_flag=True,
               help="With -o FILE (jsonl/csv): skip inputs already classified there, retry failures, append.")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
 @friendly_errors
-def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, precision, resume, no_progress):
+def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, precision, runtime, resume,
+            no_progress):
     """Classify images: files, folders (recursive), glob patterns, or '-' for paths on stdin.
 
     \b
@@ -168,7 +171,7 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
     options = PredictOptions(
         inputs=inputs, top_k=top_k, fmt=pick_format(fmt, output, FORMATS, "jsonl"), fmt_explicit=fmt is not None,
         output=output, batch_size=batch_size, workers=workers, weights=weights, resize=resize,
-        precision=precision, resume=resume,
+        precision=precision, runtime=runtime, resume=resume,
     )
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE (the output of the earlier run)")

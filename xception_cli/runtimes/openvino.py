@@ -8,13 +8,14 @@ graph is compiled by OpenVINO's CPU plugin.
 The model takes what the other runtimes take, an NHWC float32 batch ``(N, size, size, 3)``
 (dynamic N) scaled to ``[-1, 1]``, and transposes it to NCHW inside the graph; kernels are
 stored OIHW, a depthwise kernel as a group convolution's ``[C, 1, 1, 3, 3]``. TensorFlow's
-"SAME" padding is ``auto_pad="same_upper"`` (the odd pixel of padding goes at the end, as in TF,
-which matters for the stride-2 layers on even sizes). Numerically it matches
-``keras.applications.Xception`` to ~1e-6 in float32.
+"SAME" padding is ``auto_pad="same_upper"``: the odd pixel of padding goes at the end, as in TF,
+which matters for the stride-2 max-pools on even sizes (74 -> 37 even at 299; "same_lower" is
+off by up to 0.66 there). In float32 it matches ``keras.applications.Xception`` to ~3e-6 in
+probabilities and ~5e-6 relative in features.
 
 Precision: on CPUs with AVX512-BF16 or AMX, OpenVINO runs in bfloat16 *by default*;
 ``compile_model`` always pins ``INFERENCE_PRECISION_HINT`` and ``actual_precision`` reads back
-what the plugin chose (a bfloat16 request on a CPU without bf16 support runs in float32).
+what the plugin chose. In bfloat16 the classifier runs in bfloat16 too (Keras keeps it float32).
 
     from xception_cli.runtimes.openvino import build_model, compile_model, make_infer
     infer = make_infer(compile_model(build_model(weights)))
@@ -222,7 +223,8 @@ def actual_precision(compiled: ov.CompiledModel) -> str:
 
 
 def make_infer(compiled: ov.CompiledModel) -> Callable[[np.ndarray], np.ndarray]:
-    """``f(NHWC float32 batch) -> float32 array`` (a copy) on one InferRequest.
+    """``f(NHWC float32 batch) -> float32 array`` (a copy) on one InferRequest; the batch is
+    copied in (about 1 MB per image, negligible next to the network) and never written to.
 
     Calls from several threads are serialised by a lock; for requests in parallel use
     ``make_async_infer`` (with a THROUGHPUT-compiled model).
@@ -233,7 +235,10 @@ def make_infer(compiled: ov.CompiledModel) -> Callable[[np.ndarray], np.ndarray]
     def infer(batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=np.float32)
         with lock:
-            request.infer({0: x}, share_inputs=True)  # no copy: the request is done before we return
+            # share_inputs=False: with True, OpenVINO 2026.4's CPU plugin keeps the caller's array
+            # as the request's input memory, and another request of the same stream (shared
+            # memory) later writes into it: the caller's batch is silently overwritten.
+            request.infer({0: x}, share_inputs=False)
             return request.get_output_tensor(0).data.copy()
 
     return infer
@@ -282,3 +287,26 @@ def make_async_infer(
                 request.wait()
 
     return run
+
+
+def load(spec, precision: str):
+    """The network on OpenVINO for ``runtimes.load_network``: ``spec`` a ``runtimes.NetworkSpec``
+    (official-format .h5 or random weights), ``precision`` the one ``decide_precision`` chose.
+    The returned ``Network.precision`` is what the plugin actually runs, read back."""
+    import time
+
+    from . import Network, weight_arrays
+
+    t0 = time.perf_counter()
+    weights = weight_arrays(spec)
+    t1 = time.perf_counter()
+    model = build_model(weights, include_top=spec.include_top, pooling=spec.pooling, input_size=spec.input_size)
+    del weights  # the model holds its own (folded) constants
+    t2 = time.perf_counter()
+    compiled = compile_model(model, precision=precision)
+    t3 = time.perf_counter()
+    actual = actual_precision(compiled)
+    notes = [] if actual == precision else [f"--precision {precision}: OpenVINO ran {actual} on this CPU"]
+    return Network(infer=make_infer(compiled), runtime="openvino", version=ov.__version__.split("-")[0],
+                   precision=actual, notes=notes, handle=compiled,
+                   timings={"read_weights_s": t1 - t0, "build_s": t2 - t1, "compile_s": t3 - t2})
