@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint bench-folder bench-model clean
+.PHONY: install test lint bench-folder bench-model bench-one-photo clean
 
 install:  ## create .venv and install the package (editable) with the test tools
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,10 @@ lint:
 bench-folder:  ## whole-command comparison with the naive Keras baseline (see benchmarks/RESULTS.md)
 	$(BIN)/python benchmarks/folder.py
 
-bench-model:  ## model call vs keras.applications.Xception().predict
+bench-one-photo:  ## `xception predict cat.jpg` vs the naive Keras script on one photo, whole command
+	$(BIN)/python benchmarks/one_photo.py --repeat 5
+
+bench-model:  ## model call per runtime vs keras.applications.Xception().predict
 	$(BIN)/python benchmarks/model_call.py
 
 clean:

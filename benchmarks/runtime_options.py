@@ -28,30 +28,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, PY, weights_file  # noqa: E402
+from _common import OUT, PY, machine, weights_file  # noqa: E402
 
 SIZE = 299
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def machine() -> str:
-    """CPU model (lscpu), cores and the instruction-set flags that matter for these runtimes."""
-    import os
-    import platform
-
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                model = value.strip()
-            elif key.strip() == "Flags":
-                flags = set(value.split())
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    have = [f for f in FLAGS if f in flags]
-    return (f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-            f"flags: {' '.join(have) or 'none'}; without: {' '.join(f for f in FLAGS if f not in flags) or '-'}")
 
 
 def startup(weights: str, cache_dir: str | None) -> dict:

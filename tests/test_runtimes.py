@@ -148,7 +148,6 @@ def test_bad_runtime_from_environment_exits_2(samples, weights_file, monkeypatch
 
 def test_bfloat16_on_a_cpu_without_bf16_units_warns_once(samples, weights_file, monkeypatch):
     from xception_cli import runtimes
-
     from xception_cli.engine import clear_engines
 
     monkeypatch.setattr(runtimes, "has_native_bf16", lambda flags=None: False)  # an AVX2-only CPU
