@@ -4,10 +4,10 @@ BIN := $(VENV)/bin
 
 .PHONY: install test lint bench-folder bench-model bench-one-photo clean
 
-install:  ## create .venv and install the package (editable) with the test tools
+install:  ## create .venv and install the package (editable) with every extra and the test tools
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -e '.[export,test]'
 
 test:  ## run the test suite
 	$(BIN)/python -m pytest -q

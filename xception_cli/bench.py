@@ -193,11 +193,14 @@ def run_benchmark(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
     runtime: str | None = None,
+    compare_weights=None,
 ) -> dict:
     """Measure and return the JSON-ready benchmark record (see the README for its schema).
 
     Xception inference goes through the runtime layer (``runtime``: auto, openvino, tensorflow)
-    exactly as ``predict`` does; training and Inception-v3 run on Keras.
+    exactly as ``predict`` does; training and Inception-v3 run on Keras. ``compare_weights``: a
+    second weights file (e.g. an INT8 IR) timed the same way, with top-1 agreement and max |dp|
+    against ``weights`` on the probe inputs (``images`` when given).
     """
     from . import config
     from .engine import Engine
@@ -215,6 +218,9 @@ def run_benchmark(
     log = log or (lambda msg: None)
     runtime = requested_runtime(runtime)
     on_runtime_layer = model == "xception" and mode == "inference"
+    if compare_weights is not None and (compare_precision or not on_runtime_layer):
+        raise ValueError("--compare-weights compares two weights files for Xception inference, at one precision "
+                         "(not with --compare-precision, --mode train or another model)")
 
     precisions = ["float32", "bfloat16"] if compare_precision else [precision]
     rng = np.random.default_rng(seed)
@@ -316,9 +322,37 @@ def run_benchmark(
                 cmp["note"] = ("random weights give near-uniform probabilities, so top-1 agreement is not "
                                "meaningful: pass --weights imagenet (or a weights file)")
         out["comparison"] = cmp
+    if compare_weights is not None:
+        other = Engine(weights=compare_weights, precision=precision, runtime_request=runtime).network
+        log(f"timing the weights to compare ({compare_weights})")
+        other.infer(inputs[batch_sizes[0]])
+        for bs in batch_sizes:
+            timing = time_calls(lambda x=inputs[bs]: other.infer(x), warmup=warmup, iterations=iterations,
+                                seconds=seconds)
+            record = result_record(bs, precision, mode, timing, out["model"]["macs_per_image"])
+            record.update(runtime=other.runtime, runtime_version=other.version, precision_run=other.precision,
+                          weights=str(compare_weights), system=system)
+            out["results"].append(record)
+        probe = _agreement_inputs(images, rng, n=64)  # more photos: INT8's agreement is the question
+        a = np.concatenate([networks[precision].infer(probe[i:i + 8]) for i in range(0, len(probe), 8)])
+        b = np.concatenate([other.infer(probe[i:i + 8]) for i in range(0, len(probe), 8)])
+        base = [r for r in out["results"] if "weights" not in r]
+        out["weights_comparison"] = {
+            "weights": str(weights or "none"), "compare_weights": str(compare_weights),
+            "precision_run": {"weights": networks[precision].precision, "compare_weights": other.precision},
+            "speedup_compare_vs_weights": {
+                str(r["batch_size"]): round(r["latency_ms"]["p50"] / c["latency_ms"]["p50"], 3)
+                for r, c in zip(base, out["results"][len(base):])},
+            "top1_agreement": round(float(np.mean(a.argmax(1) == b.argmax(1))), 3),
+            "max_abs_probability_difference": float(np.abs(a - b).max()),
+            "agreement_inputs": f"{len(probe)} {'images from --images' if images else 'random inputs'}",
+        }
     if images:
         log(f"end to end over {len(images)} files")
         out["end_to_end"] = end_to_end(images, weights or "none", precisions[0], E2E_BATCH, runtime=runtime)
+        if compare_weights is not None:
+            out["end_to_end_compare_weights"] = end_to_end(images, compare_weights, precision, E2E_BATCH,
+                                                           runtime=runtime)
     return out
 
 

@@ -30,6 +30,8 @@ def render(result: dict, console) -> None:
         lat = r["latency_ms"]
         ran = r.get("precision_run", r["precision"])
         prec = ran if ran == r["precision"] else f"{r['precision']} (ran {ran})"
+        if "weights" in r:
+            prec += f" ({r['weights']})"
         rows.append([r.get("runtime", "keras"), r["mode"], prec, r["batch_size"], r["iterations"],
                      f"{r['images_per_second']:.2f}",
                      f"{lat['p50']:.1f}", f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{r['ms_per_image']:.1f}",
@@ -51,10 +53,20 @@ def render(result: dict, console) -> None:
         console.print(line, highlight=False)
         if cmp.get("note"):
             console.print(f"note: {cmp['note']}", highlight=False)
-    e2e = result.get("end_to_end")
-    if e2e:
+    wc = result.get("weights_comparison")
+    if wc:
+        parts = [f"batch {bs}: {x:.2f}x" for bs, x in wc["speedup_compare_vs_weights"].items()]
         console.print(
-            f"end to end over {e2e['images']} files (batch {e2e['batch_size']}): "
+            f"{wc['compare_weights']} ({wc['precision_run']['compare_weights']}) vs {wc['weights']} "
+            f"({wc['precision_run']['weights']}): speed-up " + ", ".join(parts)
+            + f"; top-1 agreement {wc['top1_agreement']:.0%} on {wc['agreement_inputs']}, "
+            f"max |Δp| {wc['max_abs_probability_difference']:.3g}", highlight=False)
+    for key, what in (("end_to_end", ""), ("end_to_end_compare_weights", " (compared weights)")):
+        e2e = result.get(key)
+        if not e2e:
+            continue
+        console.print(
+            f"end to end{what} over {e2e['images']} files (batch {e2e['batch_size']}): "
             f"{e2e['images_per_second']:.2f} images/s; "
             f"decode+preprocess {e2e['decode_ms_per_image']:.1f} ms/image, model {e2e['model_ms_per_image']:.1f} "
             f"ms/image; {e2e['decode_hidden_fraction']:.0%} of decoding hidden behind the model",

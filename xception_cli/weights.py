@@ -98,7 +98,7 @@ def download(
 IMAGENET, RANDOM = "imagenet", "none"
 # How a weights file is read: the official Keras-2 layout is read with h5py alone (every runtime);
 # Keras 3 formats need Keras (the TensorFlow runtime).
-FORMATS = ("random", "legacy-h5", "keras-weights", "keras-archive")
+FORMATS = ("random", "legacy-h5", "keras-weights", "keras-archive", "openvino-ir")
 
 
 def normalize_weights(weights: str | os.PathLike | None) -> str:
@@ -131,11 +131,17 @@ def weights_source(weights: str | os.PathLike | None, include_top: bool = True,
 
 
 def file_format(path: str | os.PathLike) -> str:
-    """``"keras-archive"`` (.keras), ``"keras-weights"`` (.weights.h5) or ``"legacy-h5"`` (any other
-    HDF5 file); ``WeightsError`` for anything else."""
+    """``"keras-archive"`` (.keras), ``"keras-weights"`` (.weights.h5), ``"openvino-ir"`` (.xml with
+    its .bin, from ``xception export openvino``) or ``"legacy-h5"`` (any other HDF5 file);
+    ``WeightsError`` for anything else."""
     path = Path(path)
     if path.suffix == ".keras":
         return "keras-archive"
+    if path.suffix == ".xml":
+        if not path.with_suffix(".bin").is_file():
+            raise WeightsError(f"{path}: an OpenVINO IR needs its weights file {path.with_suffix('.bin').name} "
+                               "beside it")
+        return "openvino-ir"
     try:
         hdf5 = _is_hdf5(path)
     except OSError as e:
@@ -312,6 +318,9 @@ def load_weights(model, path: str | os.PathLike) -> None:
     """Load a weights file of any supported kind into ``model``; ``WeightsError`` on any problem."""
     path = Path(path)
     fmt = file_format(path)
+    if fmt == "openvino-ir":
+        raise WeightsError(f"{path}: an OpenVINO IR runs on the OpenVINO runtime only; it cannot be loaded "
+                           "into the Keras model (use the .h5 it was exported from)")
     if fmt == "keras-archive":
         return _load_keras_archive(model, path)
     if fmt == "keras-weights":

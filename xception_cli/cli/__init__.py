@@ -15,6 +15,7 @@ import click  # noqa: E402
 from .. import __version__  # noqa: E402
 from .benchmark import benchmark  # noqa: E402
 from .common import CONTEXT, FatalError, friendly_errors  # noqa: E402,F401
+from .export import export  # noqa: E402
 from .predict import predict  # noqa: E402
 from .summary import summary  # noqa: E402
 
@@ -30,12 +31,13 @@ def cli():
       xception predict ~/Photos -o labels.jsonl   a whole folder, streamed, resumable
       xception summary                            the 3 flows and 14 blocks
       xception benchmark                          how fast it runs here
+      xception export openvino -o xception.xml    the network for serving
 
     Set XCEPTION_DEBUG=1 to see full tracebacks.
     """
 
 
-for command in (predict, summary, benchmark):
+for command in (predict, summary, benchmark, export):
     cli.add_command(command)
 
 

@@ -49,10 +49,13 @@ def _batch_list(ctx, param, value: str) -> list[int]:
 @click.option("--images", type=click.Path(exists=True), default=None,
               help="Also run the real predict pipeline over this folder (decode vs model time, overlap).")
 @weights_option(default="none")
+@click.option("--compare-weights", default=None, metavar="PATH",
+              help="Time a second weights file too (e.g. an INT8 IR), with top-1 agreement and max |dp| "
+              "against --weights on --images.")
 @output_options(["table", "json"])
 @friendly_errors
 def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, compare_precision, model, mode,
-              threads, images, weights, fmt, output):
+              threads, images, weights, compare_weights, fmt, output):
     """How fast Xception runs here, and why.
 
     \b
@@ -62,6 +65,7 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
       xception benchmark --model inception-v3 --mode train -b 8
       xception benchmark --images ~/Photos -f json -o bench.json
       xception benchmark --runtime tensorflow -b 1,8
+      xception benchmark --images ~/Photos --weights x.xml --compare-weights x-int8.xml
 
     Random inputs and random weights by default (speed does not depend on the values; nothing
     is downloaded). Warm-up calls are kept apart from the timed ones; latencies are reported as
@@ -82,7 +86,7 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
         model=model, batch_sizes=batch_sizes, warmup=warmup, iterations=None if seconds else iterations,
         seconds=seconds, precision=precision, compare_precision=compare_precision, mode=mode,
         weights=None if normalize_weights(weights) == RANDOM else weights, threads=threads, images=paths,
-        log=progress, runtime=runtime,
+        log=progress, runtime=runtime, compare_weights=compare_weights,
     )
     for note in result.get("notes", ()):
         click.echo(f"warning: {note}", err=True)

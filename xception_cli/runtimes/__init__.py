@@ -32,7 +32,8 @@ CHOICES = ("auto", *RUNTIMES)
 PRECISIONS = ("float32", "bfloat16")
 ENV_RUNTIME = "XCEPTION_RUNTIME"
 # What each runtime can read without the other's help.
-READS = {"openvino": ("random", "legacy-h5"), "tensorflow": ("random", "legacy-h5", "keras-weights", "keras-archive")}
+READS = {"openvino": ("random", "legacy-h5", "openvino-ir"),
+         "tensorflow": ("random", "legacy-h5", "keras-weights", "keras-archive")}
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ def choose_runtime(requested: str, weights_format: str, *, precision: str = "flo
     installed = openvino_available() if openvino_installed is None else openvino_installed
     if requested == "auto":
         return "openvino" if installed and weights_format in READS["openvino"] else "tensorflow"
+    if requested == "tensorflow" and weights_format not in READS["tensorflow"]:
+        raise RuntimeChoiceError(f"--runtime tensorflow cannot run a {weights_format} file: use --runtime "
+                                 "openvino (or auto)")
     if requested == "openvino":
         if not installed:
             raise RuntimeChoiceError("--runtime openvino: OpenVINO is not installed (pip install openvino)")

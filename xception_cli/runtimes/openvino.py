@@ -291,22 +291,54 @@ def make_async_infer(
 
 def load(spec, precision: str):
     """The network on OpenVINO for ``runtimes.load_network``: ``spec`` a ``runtimes.NetworkSpec``
-    (official-format .h5 or random weights), ``precision`` the one ``decide_precision`` chose.
-    The returned ``Network.precision`` is what the plugin actually runs, read back."""
+    (official-format .h5, random weights, or an IR written by ``xception export openvino``),
+    ``precision`` the one ``decide_precision`` chose. The returned ``Network.precision`` is what
+    the plugin actually runs, read back (``int8`` for a quantized IR)."""
     import time
 
     from . import Network, weight_arrays
 
     t0 = time.perf_counter()
-    weights = weight_arrays(spec)
-    t1 = time.perf_counter()
-    model = build_model(weights, include_top=spec.include_top, pooling=spec.pooling, input_size=spec.input_size)
-    del weights  # the model holds its own (folded) constants
-    t2 = time.perf_counter()
+    quantized = False
+    if spec.weights.format == "openvino-ir":
+        model = read_ir(spec.weights.path, spec)
+        quantized = _is_quantized(model)
+        t1 = t2 = time.perf_counter()
+    else:
+        weights = weight_arrays(spec)
+        t1 = time.perf_counter()
+        model = build_model(weights, include_top=spec.include_top, pooling=spec.pooling, input_size=spec.input_size)
+        del weights  # the model holds its own (folded) constants
+        t2 = time.perf_counter()
     compiled = compile_model(model, precision=precision)
     t3 = time.perf_counter()
     actual = actual_precision(compiled)
     notes = [] if actual == precision else [f"--precision {precision}: OpenVINO ran {actual} on this CPU"]
     return Network(infer=make_infer(compiled), runtime="openvino", version=ov.__version__.split("-")[0],
-                   precision=actual, notes=notes, handle=compiled,
+                   precision="int8" if quantized else actual, notes=notes, handle=compiled,
                    timings={"read_weights_s": t1 - t0, "build_s": t2 - t1, "compile_s": t3 - t2})
+
+
+def read_ir(path, spec) -> ov.Model:
+    """An exported IR, checked to be the network ``spec`` asks for (input size, classes or features)."""
+    from ..weights import WeightsError
+
+    try:
+        model = core().read_model(str(path))
+    except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with long messages
+        raise WeightsError(f"{path}: cannot read as an OpenVINO IR ({str(e).strip().splitlines()[0]})") from None
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise WeightsError(f"{path}: not an Xception IR (expected one input and one output)")
+    shape = model.input(0).get_partial_shape()
+    want = [spec.input_size, spec.input_size, 3]
+    if shape.rank.get_length() != 4 or [d.get_length() if d.is_static else None for d in list(shape)[1:]] != want:
+        raise WeightsError(f"{path}: the IR takes input {shape}, expected [?,{','.join(map(str, want))}] (NHWC)")
+    out = model.output(0).get_partial_shape()
+    if spec.include_top and (out.rank.get_length() != 2 or not out[1].is_static
+                             or out[1].get_length() != config.IMAGENET_CLASSES):
+        raise WeightsError(f"{path}: the IR's output is {out}, expected [?,{config.IMAGENET_CLASSES}] probabilities")
+    return model
+
+
+def _is_quantized(model: ov.Model) -> bool:
+    return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())

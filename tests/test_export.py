@@ -1,0 +1,210 @@
+"""`xception export`: every format round-trips in its own runtime and equals the reference."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageOps
+
+from xception_cli.cli import cli
+from xception_cli.labels import top_k
+from xception_cli.preprocess import load_image, preprocess_image, to_input
+
+
+def md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def export(*args):
+    r = CliRunner().invoke(cli, ["export", *map(str, args)])
+    return r
+
+
+@pytest.fixture(scope="module")
+def photos_batch(samples):
+    return np.stack([preprocess_image(p) for p in samples])
+
+
+@pytest.fixture(scope="module")
+def reference_probs(reference_model, photos_batch):
+    return np.asarray(reference_model.predict(photos_batch, verbose=0))
+
+
+def assert_same(ours, theirs):
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() < 1e-4
+    for a, b in zip(top_k(ours, 5), top_k(theirs, 5)):
+        assert [p.index for p in a] == [p.index for p in b]
+
+
+@pytest.fixture(scope="module")
+def float32_ir(tmp_path_factory, weights_file):
+    out = tmp_path_factory.mktemp("ir") / "xception.xml"
+    r = export("openvino", "-o", out, "--weights", weights_file)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_openvino_ir_round_trips(float32_ir, weights_file, photos_batch, reference_probs):
+    import openvino as ov
+
+    assert float32_ir.with_suffix(".bin").stat().st_size > 88e6  # float32 kept, not fp16
+    meta = json.loads(float32_ir.with_suffix(".meta.json").read_text())
+    assert meta["format"] == "openvino" and meta["precision"] == "float32"
+    assert meta["weights"]["md5"] == md5(weights_file)
+    assert len(meta["labels"]) == 1000 and meta["labels"][281] == ["n02123045", "tabby"]
+    assert meta["input"]["shape"] == ["N", 299, 299, 3] and meta["preprocessing"]["crop_pct"] == 0.875
+    compiled = ov.Core().compile_model(str(float32_ir), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert_same(compiled(photos_batch)[0], reference_probs)
+
+
+def test_predict_accepts_an_exported_ir(float32_ir, weights_file, samples):
+    def run(weights, *extra):
+        r = CliRunner().invoke(cli, ["predict", *map(str, samples), "-f", "json", "--weights", str(weights), *extra])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    from_ir, from_h5 = run(float32_ir), run(weights_file)
+    assert [r["path"] for r in from_ir] == [r["path"] for r in from_h5]
+    for a, b in zip(from_ir, from_h5):
+        assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+        assert max(abs(p["probability"] - q["probability"]) for p, q in zip(a["predictions"], b["predictions"])) < 1e-4
+    r = CliRunner().invoke(cli, ["predict", str(samples[0]), "--weights", str(float32_ir), "--runtime", "tensorflow"])
+    assert r.exit_code == 2 and "--runtime tensorflow cannot run a openvino-ir file" in r.stderr
+
+
+def test_ir_without_its_bin_is_a_clear_error(tmp_path, float32_ir, samples):
+    lonely = tmp_path / "lonely.xml"
+    lonely.write_bytes(float32_ir.read_bytes())
+    r = CliRunner().invoke(cli, ["predict", str(samples[0]), "--weights", str(lonely)])
+    assert r.exit_code == 2 and "needs its weights file lonely.bin beside it" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def calibration_dir(tmp_path_factory, samples):
+    """15 photos made from the 4 samples (crops, flips, rotations), saved losslessly."""
+    d = tmp_path_factory.mktemp("calibration")
+    n = 0
+    for p in samples:
+        im = Image.open(p).convert("RGB")
+        w, h = im.size
+        for k, variant in enumerate([im, ImageOps.mirror(im), im.crop((w // 8, h // 8, w, h)),
+                                     im.rotate(8, expand=False)]):
+            if n == 15:
+                break
+            variant.save(d / f"{p.stem}-{k}.png")
+            n += 1
+    (d / "broken.jpg").write_bytes(b"not an image")
+    return d
+
+
+def test_int8_export_checks_itself_and_is_deterministic(tmp_path, weights_file, calibration_dir, samples):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"int8-{i}.xml"
+        r = export("openvino", "--int8", "--calibrate", calibration_dir, "-o", out, "--weights", weights_file,
+                   "-f", "json")
+        assert r.exit_code == 0, r.output
+        outs.append(out)
+    result = json.loads(r.stdout)
+    check = result["int8_check"]
+    assert check["held_out_photos"] == 3 and check["calibration_photos"] == 12 and check["unreadable"] == 1
+    assert check["top1_agree_count"] >= 2  # INT8 agrees with float32 on most held-out photos
+    assert 0 < check["max_abs_probability_difference"] < 0.5
+    assert "broken.jpg" in r.stderr  # the unreadable photo is named, and skipped
+    assert md5(outs[0].with_suffix(".bin")) == md5(outs[1].with_suffix(".bin"))  # same photos, same model
+    meta = json.loads(outs[0].with_suffix(".meta.json").read_text())
+    assert meta["precision"] == "int8" and meta["int8"]["held_out_photos"] == 3
+    assert outs[0].with_suffix(".bin").stat().st_size < 40e6  # INT8 weights
+    # predict runs it, with ImageNet labels, and says it ran INT8 in benchmark records
+    r = CliRunner().invoke(cli, ["predict", *map(str, samples), "-f", "jsonl", "--weights", str(outs[0])])
+    assert r.exit_code == 0, r.output
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(records) == 4 and all(len(x["predictions"]) == 5 and x["predictions"][0]["wnid"] for x in records)
+    r = CliRunner().invoke(cli, ["benchmark", "-b", "1", "-n", "1", "--warmup", "0", "-f", "json", "--weights",
+                                 str(outs[0])])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["results"][0]["precision_run"] == "int8"
+
+
+def test_int8_refuses_too_few_photos(tmp_path, weights_file, samples):
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in samples:
+        (few / p.name).write_bytes(p.read_bytes())
+    r = export("openvino", "--int8", "--calibrate", few, "-o", tmp_path / "q.xml", "--weights", weights_file)
+    assert r.exit_code == 2
+    assert "too few photos to calibrate INT8: 4 readable image(s), at least 10 are needed" in r.stderr
+    assert not (tmp_path / "q.xml").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["openvino", "-o", "x.onnx"], "use -o x.xml"),
+    (["onnx", "-o", "x.xml"], "use -o x.onnx"),
+    (["onnx", "--int8", "-o", "x.onnx"], "--int8 is for the openvino format"),
+    (["openvino", "--int8", "-o", "x.xml"], "--int8 needs --calibrate DIR"),
+    (["openvino", "-o", "no/such/dir/x.xml"], "folder no/such/dir does not exist"),
+])
+def test_export_usage_errors(args, message, weights_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = export(*args, "--weights", weights_file)
+    assert r.exit_code == 2 and message in r.stderr
+
+
+def test_missing_optional_package_says_how_to_install(monkeypatch):
+    import sys
+
+    from xception_cli.export import ExportError, require
+
+    monkeypatch.setitem(sys.modules, "nncf", None)  # as if it were not installed
+    with pytest.raises(ExportError, match=r"--int8 needs the 'nncf' package: pip install 'xception-cli\[export\]'"):
+        require("nncf", "--int8")
+
+
+def test_saved_model_signatures_and_labels(tmp_path, weights_file, samples, photos_batch, reference_probs):
+    import tensorflow as tf
+
+    out = tmp_path / "serving" / "xception" / "1"
+    out.parent.mkdir(parents=True)
+    r = export("saved-model", "-o", out, "--weights", weights_file)
+    assert r.exit_code == 0, r.output
+    loaded = tf.saved_model.load(str(out))
+    assert set(loaded.signatures) == {"serving_default", "serving_uint8"}
+    probs = loaded.signatures["serving_default"](images=tf.constant(photos_batch))["probabilities"].numpy()
+    assert_same(probs, reference_probs)
+    pixels = np.stack([load_image(p) for p in samples])
+    probs_u8 = loaded.signatures["serving_uint8"](pixels=tf.constant(pixels))["probabilities"].numpy()
+    assert_same(probs_u8, reference_probs)  # load_image + to_input is what preprocess_image does
+    assert np.abs(to_input(pixels) - photos_batch).max() == 0
+    labels = (out / "assets" / "labels.txt").read_text().splitlines()
+    assert len(labels) == 1000 and labels[281] == "tabby"
+    meta = json.loads((out / "xception.meta.json").read_text())
+    assert meta["format"] == "saved-model" and "serving_uint8" in meta["signatures"]
+
+
+def test_onnx_round_trips_in_onnx_runtime(tmp_path, weights_file, photos_batch, reference_probs):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "xception.onnx"
+    r = export("onnx", "-o", out, "--weights", weights_file)
+    assert r.exit_code == 0, r.output
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (probs,) = session.run(None, {"input_image": photos_batch})
+    assert_same(probs, reference_probs)
+    props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert props["xception.precision"] == "float32"
+    assert json.loads(out.with_suffix(".meta.json").read_text())["weights"]["md5"] == md5(weights_file)
+
+
+def test_benchmark_compares_two_weights_files(float32_ir, weights_file, image_dir):
+    r = CliRunner().invoke(cli, ["benchmark", "-b", "1", "-n", "2", "--warmup", "0", "-f", "json", "--weights",
+                                 str(weights_file), "--compare-weights", str(float32_ir), "--images", str(image_dir)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    wc = out["weights_comparison"]
+    assert wc["top1_agreement"] == 1.0 and wc["max_abs_probability_difference"] < 1e-4
+    assert wc["agreement_inputs"] == "4 images from --images" and set(wc["speedup_compare_vs_weights"]) == {"1"}
+    assert [r.get("weights") for r in out["results"]] == [None, str(float32_ir)]
+    assert out["end_to_end_compare_weights"]["classified"] == 4

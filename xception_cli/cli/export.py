@@ -1,0 +1,61 @@
+"""``xception export``: options and messages; the work is ``xception_cli.export`` (no Click there)."""
+
+from __future__ import annotations
+
+import click
+
+from ..config import RESIZE_MODES
+from .common import CONTEXT, friendly_errors, stderr_is_terminal, weights_option
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(["openvino", "saved-model", "onnx"]))
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="NAME.xml (openvino: + NAME.bin), a new folder (saved-model) or NAME.onnx.")
+@weights_option()
+@click.option("--int8", is_flag=True, help="openvino: quantize to INT8 with NNCF, calibrated on --calibrate DIR.")
+@click.option("--calibrate", type=click.Path(), default=None, metavar="DIR",
+              help="Your own photos for INT8 calibration (every 5th is held out to check INT8 against float32).")
+@click.option("--calibration-size", type=click.IntRange(1, 100000), default=300, show_default=True,
+              help="Photos used to calibrate (at most).")
+@click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
+              help="How calibration photos are preprocessed (as predict would).")
+@click.option("-f", "--format", "out_fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="What to print about the export on stdout.")
+@friendly_errors
+def export(fmt, output, weights, int8, calibrate, calibration_size, resize, out_fmt):
+    """Export the network for serving: OpenVINO IR (float32 or INT8), TensorFlow SavedModel, ONNX.
+
+    \b
+    Examples:
+      xception export openvino -o xception.xml
+      xception export openvino --int8 --calibrate ~/Photos/sample -o xception-int8.xml
+      xception export saved-model -o serving/xception/1
+      xception export onnx -o xception.onnx
+      xception predict ~/Photos --weights xception-int8.xml
+
+    Each export writes NAME.meta.json beside the model (weights md5, preprocessing, labels,
+    precision). INT8 changes the numbers: the command prints top-1 agreement and max |dp|
+    against float32 on held-out photos.
+    """
+    import json
+
+    from ..export import export as run_export
+    from ..export import result_dict
+
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    result = run_export(fmt, output, weights=weights, int8=int8, calibrate=calibrate,
+                        calibration_size=calibration_size, resize=resize, log=log)
+    if out_fmt == "json":
+        click.echo(json.dumps(result_dict(result), indent=2))
+        return
+    for f in result.files:
+        click.echo(f"wrote {f}")
+    c = result.int8_check
+    if c:
+        click.echo(
+            f"INT8 vs float32 on {c['held_out_photos']} held-out photos: top-1 agrees on {c['top1_agree_count']} "
+            f"({c['top1_agreement']:.0%}), max |dp| {c['max_abs_probability_difference']:.3g}; "
+            f"calibrated on {c['calibration_photos']} photos")
+    if stderr_is_terminal():
+        click.echo(f"try it: xception predict PHOTOS --weights {result.path}" if fmt == "openvino" else "", err=True)
