@@ -58,7 +58,7 @@ def weights_option(default="imagenet"):
     return click.option(
         "--weights", default=default, show_default=True, metavar="imagenet|PATH|none",
         help="ImageNet weights ($XCEPTION_WEIGHTS, the Keras cache, or a download), a weights file "
-        "(.h5, .weights.h5, .keras), or 'none' for random weights.",
+        "(.h5, .weights.h5, .keras, or an exported OpenVINO .xml), or 'none' for random weights.",
     )
 
 
