@@ -353,3 +353,85 @@ def test_summary_never_cuts_a_number(width):
         assert f"{b.params:,}" in text
     if width >= 120:
         assert "175,976,064" in text and "Left out" not in text
+
+
+# second adversarial pass -------------------------------------------------------------------------
+
+def test_output_that_is_the_weights_file_is_refused(photos, tmp_path, weights_file):
+    mine = tmp_path / "mine.h5"
+    shutil.copy(weights_file, mine)
+    before = mine.read_bytes()
+    r = CliRunner().invoke(cli, ["predict", str(photos), "--weights", str(mine), "-o", str(mine)])
+    assert r.exit_code == 2 and "is the weights file" in r.stderr
+    assert mine.read_bytes() == before
+
+
+def test_resume_from_another_working_folder(run, photos, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("imgs", "-o", "labels.jsonl").exit_code == 0  # relative paths, from tmp_path
+    monkeypatch.chdir("/")
+    r = run(str(photos), "-o", str(tmp_path / "labels.jsonl"), "--resume")
+    assert r.exit_code == 0 and "4 already classified" in r.stderr
+    assert len(jsonl((tmp_path / "labels.jsonl").read_text())) == 4
+
+
+def test_resume_warns_when_nothing_matches(run, photos, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    out.write_text('{"path": "elsewhere/a.jpg", "predictions": []}\n')
+    r = run(photos, "-o", out, "--resume")
+    assert r.exit_code == 0 and "none of the 1 records" in r.stderr
+
+
+def test_csv_survives_a_carriage_return_in_a_file_name(run, photos, tmp_path):
+    shutil.copy(photos / "cat.jpg", photos / "cr\rx.jpg")
+    out = tmp_path / "labels.csv"
+    assert run(photos, "-o", out, "-k", "1").exit_code == 0
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert sorted(row["path"] for row in rows) == sorted(str(p) for p in photos.iterdir())
+    r = run(photos, "-o", out, "-k", "1", "--resume")
+    assert r.exit_code == 0 and "5 already classified" in r.stderr
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_records(run, photos):
+    r = run(photos, "-o", "/dev/full", "-f", "jsonl")
+    assert r.exit_code == 2
+    assert "Error: /dev/full: cannot write: no space left on device" in r.stderr
+
+
+def test_closed_stdout_is_a_clear_error(photos, weights_file):
+    cmd = f"{sys.executable} -m xception_cli predict {photos / 'cat.jpg'} --weights {weights_file} -f jsonl >&-"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=False, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 2 and "stdout is closed" in r.stderr
+
+
+def test_ctrl_c_inside_an_extension_import_is_an_interrupt(run, photos, monkeypatch):
+    from xception_cli import classifier
+
+    def interrupted_import(self):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise ImportError("initialization failed") from e
+
+    monkeypatch.setattr(classifier.Classifier, "load", interrupted_import)
+    r = run(photos, "-f", "json")
+    assert r.exit_code == 130 and json.loads(r.stdout) == []
+
+
+def test_summary_ignores_the_runtime_variable(monkeypatch):
+    monkeypatch.setenv("XCEPTION_RUNTIME", "bogus")
+    r = CliRunner().invoke(cli, ["summary", "-f", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["total_params"] == 22_910_480
+
+
+def test_openvino_makes_no_usage_reports(photos, weights_file):
+    code = (
+        "import sys\n"
+        "from xception_cli.cli import main\n"
+        f"sys.argv = ['xception', 'predict', {str(photos / 'cat.jpg')!r}, '--weights', {str(weights_file)!r},"
+        " '-o', '/dev/null', '-f', 'jsonl']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('openvino' in sys.modules, sys.modules.get('openvino_telemetry', 'absent'), file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stderr.strip().splitlines()[-1] == "True None"  # OpenVINO ran, its telemetry was never loaded

@@ -177,7 +177,8 @@ def architecture(input_size: int = config.IMAGENET_INPUT_SIZE):
         for e in _ENGINES.values():
             if e._model is not None and (e.input_size, e.include_top, e.pooling) == (input_size, include_top, None):
                 return e._model
-    return get_engine(weights=RANDOM, include_top=include_top, input_size=input_size, initialize=False).model
+    return get_engine(weights=RANDOM, include_top=include_top, input_size=input_size, initialize=False,
+                      runtime="tensorflow").model  # the Keras model itself: no runtime choice involved
 
 
 def clear_engines() -> None:

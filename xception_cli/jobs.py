@@ -17,9 +17,22 @@ from .discovery import discover
 from .errors import ImageError, OutputError, XceptionError
 from .output import WRITERS, OutputFile, display_path, path_key, same_file_as_any
 from .pipeline import Record, Stats
+from .weights import weights_files
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MISSING = "no such file or directory"
+
+
+def caused_by_interrupt(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt lies behind ``e`` (Ctrl-C during a C extension's import surfaces
+    as an ``ImportError`` raised from it)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 class NoInputs(XceptionError):
@@ -125,6 +138,8 @@ class PredictJob:
         if clash is not None:
             raise OutputError(f"{o.output}: is one of the inputs ({display_path(clash)[0]}); "
                               "writing there would destroy it: choose another -o")
+        if same_file_as_any(o.output, weights_files(o.weights)) is not None:
+            raise OutputError(f"{o.output}: is the weights file; writing there would destroy it: choose another -o")
         out = OutputFile(o.output, o.fmt, resume=o.resume, fmt_explicit=o.fmt_explicit)
         o.fmt = out.fmt  # resume continues in the file's own format
         return out
@@ -162,11 +177,20 @@ class PredictJob:
                 items = [(name, src) for name, src in items if path_key(name) not in out.done]
                 self.ui.info(f"resume: {before - len(items)} already classified in {o.output}, "
                              f"{len(items)} to go")
+                if before == len(items) and out.earlier_records:
+                    self.ui.warn(f"resume: none of the {out.earlier_records} records in {o.output} match these "
+                                 "inputs (another folder, or paths relative to another working folder?): "
+                                 "all are classified again")
                 if not items:
                     out.close()
                     return EXIT_OK
             try:
-                clf, decoder = self._load(items)
+                try:
+                    clf, decoder = self._load(items)
+                except Exception as e:
+                    if caused_by_interrupt(e):  # Ctrl-C inside an extension's import: an ImportError
+                        raise KeyboardInterrupt from e
+                    raise
             except KeyboardInterrupt:
                 # Nothing was classified: an -o file is left as it was; stdout gets a valid document.
                 if out is not None:
@@ -186,13 +210,20 @@ class PredictJob:
         table_rows: list[Record] = []
         bar = self.ui.progress(len(items)) or _NoProgress()
         interrupted = False
+        write_error: OSError | None = None
         try:
             for batch in clf.stream(decoder, top_k=o.top_k, stats=stats):
                 for r in batch:
                     if r.error is not None:
                         self.ui.warn(f"{display_path(r.path)[0]}: {r.error}")
                 if writer is not None:
-                    writer.write(batch)
+                    try:
+                        writer.write(batch)
+                    except BrokenPipeError:
+                        raise
+                    except OSError as e:  # a full disk, a quota, an I/O error: stop, keep what was written
+                        write_error = e
+                        break
                 else:
                     table_rows.extend(batch)
                 bar.advance(len(batch), stats.failed)
@@ -200,10 +231,26 @@ class PredictJob:
             interrupted = True
         finally:
             bar.close()
-            if writer is not None:
-                writer.close()
-            if out is not None:
-                out.close()
+            try:
+                if writer is not None:
+                    writer.close()
+            except OSError as e:
+                if not isinstance(e, BrokenPipeError) and write_error is None:
+                    write_error = e
+                elif isinstance(e, BrokenPipeError):
+                    raise
+            finally:
+                if out is not None:
+                    try:
+                        out.close()
+                    except OSError as e:
+                        write_error = write_error or e
+        if write_error is not None:
+            self._closing_line(stats, True, loaded_at)
+            where = o.output or "stdout"
+            why = (write_error.strerror or str(write_error)).lower()
+            raise OutputError(f"{where}: cannot write: {why}" + ("; the records written so far are kept "
+                                                                  "(--resume continues)" if o.output else ""))
         if o.fmt == "table":
             self.ui.table(table_rows, self.stdout)
         if interrupted or len(items) > 1 or stats.failed:

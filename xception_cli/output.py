@@ -70,12 +70,21 @@ def path_key(path: str) -> str:
 _HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 
 
-def _keys_of_text(text: str) -> set[str]:
+def _keys_of_path(path: str, base: str | None) -> set[str]:
+    """Keys of a recorded path: resolved from the current folder and, for a relative path, from
+    ``base`` too (the output file's folder: an earlier run started there is matched from anywhere)."""
+    keys = {path_key(path)}
+    if base is not None and not os.path.isabs(path):
+        keys.add(path_key(os.path.join(base, path)))
+    return keys
+
+
+def _keys_of_text(text: str, base: str | None) -> set[str]:
     """Keys of a path read back from CSV: as written, and with ``\\xNN`` turned back into bytes."""
-    keys = {path_key(text)}
+    keys = _keys_of_path(text, base)
     if _HEX_ESCAPE.search(text):
         raw = _HEX_ESCAPE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), text)
-        keys.add(path_key(os.fsdecode(raw.encode("utf-8", "surrogateescape"))))
+        keys |= _keys_of_path(os.fsdecode(raw.encode("utf-8", "surrogateescape")), base)
     return keys
 
 
@@ -107,7 +116,10 @@ def csv_rows(r: Record) -> list[list]:
 
 def _csv_line(row) -> str:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(row)
+    # The csv module quotes a field holding "\n" but not one holding a lone "\r" (with "\n" as line
+    # terminator): such a row is quoted whole, or a reader would split it in two.
+    quoting = csv.QUOTE_ALL if any("\r" in str(v) for v in row) else csv.QUOTE_MINIMAL
+    csv.writer(buf, lineterminator="\n", quoting=quoting).writerow(row)
     return buf.getvalue()
 
 
@@ -191,21 +203,22 @@ def sniff_format(text: str) -> str | None:
     raise ValueError("not an earlier xception output (neither JSON Lines nor CSV)")
 
 
-def read_completed(text: str, fmt: str) -> tuple[set[str], list[str]]:
+def read_completed(text: str, fmt: str, base: str | None = None) -> tuple[set[str], list[str]]:
     """From an earlier ``-o`` file's text: the keys (``path_key``) of the inputs classified
     successfully, and the serialized records to keep (each ending in a newline).
 
     Error records (to be retried) and a last record cut short by a kill are dropped; a path
-    recorded twice is kept once. For CSV the header is the first kept entry.
+    recorded twice is kept once. For CSV the header is the first kept entry. Relative paths are
+    resolved from the current folder and from ``base`` (see ``_keys_of_path``).
     """
     if fmt == "jsonl":
-        return _read_jsonl(text)
+        return _read_jsonl(text, base)
     if fmt == "csv":
-        return _read_csv(text)
+        return _read_csv(text, base)
     raise ValueError(f"--resume works with jsonl or csv output, not {fmt}")
 
 
-def _read_jsonl(text: str) -> tuple[set[str], list[str]]:
+def _read_jsonl(text: str, base: str | None) -> tuple[set[str], list[str]]:
     lines = text.split("\n")
     lines.pop()  # "" after the final newline, or a last line cut short by a kill
     done: set[str] = set()
@@ -222,14 +235,14 @@ def _read_jsonl(text: str) -> tuple[set[str], list[str]]:
             path = os.fsdecode(base64.b64decode(raw, validate=True)) if isinstance(raw, str) else rec["path"]
         except ValueError:
             continue
-        key = path_key(path)
-        if key not in done:
-            done.add(key)
+        keys = _keys_of_path(path, base)
+        if not keys & done:
+            done |= keys
             kept.append(line + "\n")
     return done, kept
 
 
-def _read_csv(text: str) -> tuple[set[str], list[str]]:
+def _read_csv(text: str, base: str | None) -> tuple[set[str], list[str]]:
     if not text.endswith("\n"):  # a last row cut short by a kill
         text = text[: text.rfind("\n") + 1]
     try:
@@ -249,7 +262,7 @@ def _read_csv(text: str) -> tuple[set[str], list[str]]:
     done: set[str] = set()
     kept = [CSV_HEADER + "\n"]
     for path, prows in by_path.items():
-        keys = _keys_of_text(path)
+        keys = _keys_of_text(path, base)
         if [r[1] for r in prows] == expected and not keys & done:
             done |= keys
             kept.append("".join(_csv_line(r) for r in prows))
@@ -299,6 +312,7 @@ class OutputFile:
     def __init__(self, path: str, fmt: str, *, resume: bool = False, fmt_explicit: bool = False):
         self.path, self.fmt, self.resume = path, fmt, resume
         self.done: set[str] = set()
+        self.earlier_records = 0
         self._mode = "truncate"  # what begin() does: "truncate", "append" or "rewrite" (self._kept)
         self._kept: list[str] = []
         self._fd: int | None = None
@@ -366,7 +380,8 @@ class OutputFile:
             raise OutputError(f"{self.path}: --resume works with jsonl or csv output, not {self.fmt}")
         if found is None:
             return  # an empty file: written from the start
-        self.done, self._kept = read_completed(text, self.fmt)
+        self.done, self._kept = read_completed(text, self.fmt, base=os.path.dirname(os.path.abspath(self.path)))
+        self.earlier_records = len(self._kept) - (self.fmt == "csv")
         # Something to drop (failures, a cut line, duplicates): rewritten by begin(); else appended.
         unchanged = "".join(self._kept).encode("utf-8", "surrogateescape") == data
         self._mode = "append" if unchanged else "rewrite"

@@ -179,6 +179,17 @@ def random_weights(include_top: bool = True, seed: int = 0, classes: int = 1000)
     return out
 
 
+def weights_files(weights: str | os.PathLike | None) -> list[str]:
+    """The files a ``--weights`` value names without resolving anything (no download): the path
+    given, an IR's ``.bin``, or ``$XCEPTION_WEIGHTS`` for ``imagenet``. For refusing an ``-o``."""
+    weights = normalize_weights(weights)
+    if weights == RANDOM:
+        return []
+    if weights == IMAGENET:
+        return [os.environ[ENV_WEIGHTS]] if os.environ.get(ENV_WEIGHTS) else []
+    return [weights, os.fspath(Path(weights).with_suffix(".bin"))] if weights.endswith(".xml") else [weights]
+
+
 def resolve_weights(
     weights: str | os.PathLike | None,
     include_top: bool = True,

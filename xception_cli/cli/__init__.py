@@ -42,4 +42,16 @@ for command in (predict, summary, benchmark, export):
 
 
 def main() -> None:
+    import os
+    import sys
+
+    from . import common
+
+    # Started with stdout or stderr closed (`>&-`, `2>&-`): stderr messages go nowhere; results
+    # meant for stdout are refused with a message (see common.require_stdout).
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        common.STDOUT_CLOSED = True
     cli(prog_name="xception")

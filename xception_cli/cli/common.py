@@ -35,6 +35,16 @@ def friendly_errors(fn):
         except KeyboardInterrupt:  # before any work was done (e.g. while TensorFlow loads)
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except ImportError as e:
+            from ..jobs import caused_by_interrupt
+
+            if caused_by_interrupt(e):  # Ctrl-C inside an extension module's import
+                click.echo("interrupted", err=True)
+                sys.exit(130)
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise click.ClickException(
+                f"unexpected ImportError: {one_line(e)} (set {DEBUG_ENV}=1 for details)") from None
         except BrokenPipeError:
             # The reader went away (`xception predict dir | head`): stop quietly, as Unix tools do.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -63,7 +73,7 @@ def weights_option(default="imagenet"):
 
 
 runtime_option = click.option(
-    "--runtime", type=click.Choice(["auto", "openvino", "tensorflow"]), default=None,
+    "--runtime", type=click.Choice(["auto", "openvino", "tensorflow"], case_sensitive=False), default=None,
     help="Inference runtime [default: $XCEPTION_RUNTIME, else auto: OpenVINO whenever it can read the weights].",
 )
 
@@ -115,10 +125,21 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+STDOUT_CLOSED = False  # set by main() when the process was started with stdout closed (`>&-`)
+
+
+def require_stdout() -> None:
+    """Refuse to write results to a closed stdout (rather than fail on the first write)."""
+    if STDOUT_CLOSED:
+        raise FatalError("stdout is closed, so the results cannot be written there: use -o FILE")
+
+
 def open_output(output):
     """``-o FILE`` for a one-shot report (locked; replaced only once the report is ready), or stdout."""
     import contextlib
 
     from ..output import open_for_writing
 
+    if not output:
+        require_stdout()
     return open_for_writing(output) if output else contextlib.nullcontext(sys.stdout)

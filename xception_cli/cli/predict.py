@@ -14,6 +14,7 @@ from .common import (
     output_options,
     pick_format,
     precision_option,
+    require_stdout,
     runtime_option,
     stderr_is_terminal,
     warn,
@@ -175,5 +176,7 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
     )
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE (the output of the earlier run)")
+    if not output:
+        require_stdout()
     ui = RichUI(show_progress=not no_progress and stderr_is_terminal())
     sys.exit(PredictJob(options, ui, started=STARTED).run())

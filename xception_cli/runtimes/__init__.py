@@ -17,6 +17,7 @@ flags injectable), so the decisions are tested without the hardware.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,12 @@ import numpy as np
 from .. import config
 from ..errors import RuntimeChoiceError
 from ..system import has_native_bf16
+
+# `import openvino` starts OpenVINO's usage telemetry (a child process that posts to an analytics
+# service, and a counter in ~/intel) unless the user opted out: a CLI that classifies local photos
+# makes no network calls of its own accord. Without the package, OpenVINO uses its built-in stub.
+if os.environ.get("XCEPTION_OPENVINO_TELEMETRY") != "1":
+    sys.modules.setdefault("openvino_telemetry", None)
 
 RUNTIMES = ("openvino", "tensorflow")
 CHOICES = ("auto", *RUNTIMES)
@@ -86,15 +93,16 @@ def choose_runtime(requested: str, weights_format: str, *, precision: str = "flo
     if requested == "auto":
         return "openvino" if installed and weights_format in READS["openvino"] else "tensorflow"
     if requested == "tensorflow" and weights_format not in READS["tensorflow"]:
-        raise RuntimeChoiceError(f"--runtime tensorflow cannot run a {weights_format} file: use --runtime "
-                                 "openvino (or auto)")
+        raise RuntimeChoiceError(f"runtime tensorflow (--runtime or ${ENV_RUNTIME}) cannot run a {weights_format} "
+                                 "file: use --runtime openvino (or auto)")
     if requested == "openvino":
         if not installed:
-            raise RuntimeChoiceError("--runtime openvino: OpenVINO is not installed (pip install openvino)")
+            raise RuntimeChoiceError("runtime openvino (--runtime or $XCEPTION_RUNTIME): OpenVINO is not "
+                                     "installed (pip install openvino)")
         if weights_format not in READS["openvino"]:
             raise RuntimeChoiceError(
-                f"--runtime openvino reads the official-format .h5 (or --weights none), not a {weights_format} "
-                "file: use --runtime tensorflow (or auto)")
+                f"runtime openvino (--runtime or ${ENV_RUNTIME}) reads the official-format .h5 (or --weights "
+                f"none), not a {weights_format} file: use --runtime tensorflow (or auto)")
     return requested
 
 
