@@ -1,8 +1,10 @@
-"""The predict job, without Click: inputs -> records -> output, with resume, locking and progress.
+"""The predict (and embed) job, without Click: inputs -> records -> output, with resume, locking
+and progress.
 
-``PredictJob(options, ui).run()`` returns the exit status. Everything a person sees (warnings,
-progress, the closing line, the table) goes through ``ui``, a small interface the command line
-implements with Rich; a program can pass ``QuietUI`` or its own.
+``PredictJob(options, ui).run()`` returns the exit status; ``options.head`` says what the network's
+output becomes (``heads.Classify``: labels, the default; ``heads.Embed``: feature vectors).
+Everything a person sees (warnings, progress, the closing line, the table) goes through ``ui``, a
+small interface the command line implements with Rich; a program can pass ``QuietUI`` or its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import IO, Protocol
 
 from .discovery import discover
 from .errors import ImageError, OutputError, XceptionError
-from .output import WRITERS, OutputFile, display_path, path_key, same_file_as_any
+from .output import ARRAY_FORMATS, WRITERS, ArrayWriter, OutputFile, display_path, path_key, same_file_as_any
 from .pipeline import Record, Stats
 from .weights import weights_files
 
@@ -54,7 +56,7 @@ class UI(Protocol):
 
     def download(self, done: int, total: int | None) -> None: ...
 
-    def progress(self, total: int) -> ProgressHandle | None: ...
+    def progress(self, total: int, label: str = "classifying") -> ProgressHandle | None: ...
 
     def table(self, records: list[Record], stream: IO[str]) -> None: ...
 
@@ -82,7 +84,7 @@ class QuietUI:
     def download(self, done, total):
         pass
 
-    def progress(self, total):
+    def progress(self, total, label="classifying"):
         return None
 
     def table(self, records, stream):
@@ -103,6 +105,13 @@ class PredictOptions:
     precision: str = "float32"
     runtime: str | None = None
     resume: bool = False
+    head: object = None  # heads.Classify(top_k) when None
+
+    def __post_init__(self):
+        if self.head is None:
+            from .heads import Classify
+
+            self.head = Classify(self.top_k)
 
 
 class PredictJob:
@@ -140,16 +149,20 @@ class PredictJob:
                               "writing there would destroy it: choose another -o")
         if same_file_as_any(o.output, weights_files(o.weights)) is not None:
             raise OutputError(f"{o.output}: is the weights file; writing there would destroy it: choose another -o")
-        out = OutputFile(o.output, o.fmt, resume=o.resume, fmt_explicit=o.fmt_explicit)
+        out = OutputFile(o.output, o.fmt, resume=o.resume, fmt_explicit=o.fmt_explicit, key=o.head.key)
+        if out.fmt not in o.head.formats:  # resume found a file another command wrote
+            out.close()
+            raise OutputError(f"{o.output}: holds {out.fmt} output, which this command does not write "
+                              f"({', '.join(o.head.formats)}): choose another -o")
         o.fmt = out.fmt  # resume continues in the file's own format
         return out
 
     def _load(self, items):
-        from .classifier import Classifier
+        from .classifier import model_for
 
-        clf = Classifier(weights=self.o.weights, resize=self.o.resize, precision=self.o.precision,
-                         batch_size=self.o.batch_size, workers=self.o.workers, progress=self.ui.download,
-                         runtime=self.o.runtime)
+        clf = model_for(self.o.head, weights=self.o.weights, resize=self.o.resize, precision=self.o.precision,
+                        batch_size=self.o.batch_size, workers=self.o.workers, progress=self.ui.download,
+                        runtime=self.o.runtime)
         _ = clf.engine.runtime  # weights found and runtime chosen before any thread starts: errors come first
         decoder = clf.decoder(items)  # decoding starts now, while the model loads
         try:
@@ -175,12 +188,12 @@ class PredictJob:
             if out is not None and o.resume:
                 before = len(items)
                 items = [(name, src) for name, src in items if path_key(name) not in out.done]
-                self.ui.info(f"resume: {before - len(items)} already classified in {o.output}, "
+                self.ui.info(f"resume: {before - len(items)} already {self.o.head.done} in {o.output}, "
                              f"{len(items)} to go")
                 if before == len(items) and out.earlier_records:
                     self.ui.warn(f"resume: none of the {out.earlier_records} records in {o.output} match these "
                                  "inputs (another folder, or paths relative to another working folder?): "
-                                 "all are classified again")
+                                 f"all are {self.o.head.done} again")
                 if not items:
                     out.close()
                     return EXIT_OK
@@ -205,14 +218,17 @@ class PredictJob:
             raise
         loaded_at = time.perf_counter()
         stats = Stats(started=loaded_at)
-        stream = out.begin() if out is not None else self.stdout
-        writer = WRITERS[o.fmt](stream, append=out is not None and out.append) if o.fmt != "table" else None
+        if o.fmt in ARRAY_FORMATS:
+            writer = ArrayWriter(out, o.fmt, self._array_meta(), earlier=out.earlier_arrays)
+        else:
+            stream = out.begin() if out is not None else self.stdout
+            writer = WRITERS[o.fmt](stream, append=out is not None and out.append) if o.fmt != "table" else None
         table_rows: list[Record] = []
-        bar = self.ui.progress(len(items)) or _NoProgress()
+        bar = self.ui.progress(len(items), o.head.doing) or _NoProgress()
         interrupted = False
         write_error: OSError | None = None
         try:
-            for batch in clf.stream(decoder, top_k=o.top_k, stats=stats):
+            for batch in clf.stream(decoder, stats=stats):
                 for r in batch:
                     if r.error is not None:
                         self.ui.warn(f"{display_path(r.path)[0]}: {r.error}")
@@ -259,6 +275,13 @@ class PredictJob:
             return EXIT_INTERRUPTED
         return EXIT_SOME_FAILED if stats.failed else EXIT_OK
 
+    def _array_meta(self) -> dict:
+        from . import __version__
+
+        return {"model": "xception", "pooling": getattr(self.o.head, "pooling", None),
+                "normalize": getattr(self.o.head, "normalize", False), "weights": str(self.o.weights),
+                "resize": self.o.resize, "created_by": f"xception-cli {__version__}"}
+
     def _empty_document(self) -> None:
         if self.o.fmt in WRITERS:
             WRITERS[self.o.fmt](self.stdout).close()
@@ -269,11 +292,11 @@ class PredictJob:
         total = time.perf_counter() - self.started
         head = "interrupted: " if interrupted else ""
         if loaded_at is None:
-            self.ui.info(f"{head}classified 0 in {total:.1f} s (stopped while loading)")
+            self.ui.info(f"{head}{self.o.head.done} 0 in {total:.1f} s (stopped while loading)")
             return
         kept = f"; results so far are in {self.o.output}" if interrupted and self.o.output else ""
         self.ui.info(
-            f"{head}classified {stats.classified}, failed {stats.failed} in {total:.1f} s "
-            f"({loaded_at - self.started:.1f} s loading, {stats.elapsed_s:.1f} s classifying at "
+            f"{head}{self.o.head.done} {stats.classified}, failed {stats.failed} in {total:.1f} s "
+            f"({loaded_at - self.started:.1f} s loading, {stats.elapsed_s:.1f} s {self.o.head.doing} at "
             f"{stats.images_per_second:.1f} images/s){kept}"
         )

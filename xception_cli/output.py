@@ -20,16 +20,21 @@ import os
 import re
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import IO
+
+import numpy as np
 
 from .errors import OutputError
 from .pipeline import Record
 
 FORMATS = ("table", "json", "jsonl", "csv")
-RESUMABLE = ("jsonl", "csv")
+RESUMABLE = ("jsonl", "csv", "npz", "parquet")
+ARRAY_FORMATS = ("npz", "parquet")  # embeddings, written whole (atomically) when the run ends
 CSV_FIELDS = ("path", "rank", "index", "wnid", "label", "probability", "error")
 CSV_HEADER = ",".join(CSV_FIELDS)
-EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "table"}
+EXTENSION_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "table",
+                     ".npz": "npz", ".parquet": "parquet", ".pq": "parquet"}
 
 
 def format_for_path(path: str) -> str | None:
@@ -203,7 +208,8 @@ def sniff_format(text: str) -> str | None:
     raise ValueError("not an earlier xception output (neither JSON Lines nor CSV)")
 
 
-def read_completed(text: str, fmt: str, base: str | None = None) -> tuple[set[str], list[str]]:
+def read_completed(text: str, fmt: str, base: str | None = None, key: str = "predictions"
+                   ) -> tuple[set[str], list[str]]:
     """From an earlier ``-o`` file's text: the keys (``path_key``) of the inputs classified
     successfully, and the serialized records to keep (each ending in a newline).
 
@@ -212,13 +218,13 @@ def read_completed(text: str, fmt: str, base: str | None = None) -> tuple[set[st
     resolved from the current folder and from ``base`` (see ``_keys_of_path``).
     """
     if fmt == "jsonl":
-        return _read_jsonl(text, base)
+        return _read_jsonl(text, base, key)
     if fmt == "csv":
         return _read_csv(text, base)
     raise ValueError(f"--resume works with jsonl or csv output, not {fmt}")
 
 
-def _read_jsonl(text: str, base: str | None) -> tuple[set[str], list[str]]:
+def _read_jsonl(text: str, base: str | None, key: str) -> tuple[set[str], list[str]]:
     lines = text.split("\n")
     lines.pop()  # "" after the final newline, or a last line cut short by a kill
     done: set[str] = set()
@@ -228,7 +234,7 @@ def _read_jsonl(text: str, base: str | None) -> tuple[set[str], list[str]]:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if not (isinstance(rec, dict) and "predictions" in rec and isinstance(rec.get("path"), str)):
+        if not (isinstance(rec, dict) and key in rec and isinstance(rec.get("path"), str)):
             continue
         raw = rec.get("path_base64")
         try:
@@ -309,8 +315,10 @@ class OutputFile:
       records worth keeping.
     """
 
-    def __init__(self, path: str, fmt: str, *, resume: bool = False, fmt_explicit: bool = False):
-        self.path, self.fmt, self.resume = path, fmt, resume
+    def __init__(self, path: str, fmt: str, *, resume: bool = False, fmt_explicit: bool = False,
+                 key: str = "predictions"):
+        self.path, self.fmt, self.resume, self.key = path, fmt, resume, key
+        self.earlier_arrays: EmbeddingTable | None = None  # npz/parquet: what an earlier run kept
         self.done: set[str] = set()
         self.earlier_records = 0
         self._mode = "truncate"  # what begin() does: "truncate", "append" or "rewrite" (self._kept)
@@ -368,7 +376,7 @@ class OutputFile:
             data = f.read()
         text = data.decode("utf-8", "surrogateescape")  # older files may hold raw bytes: never fail here
         try:
-            found = sniff_format(text)
+            found = _sniff_binary(data) or sniff_format(text)
         except ValueError as e:
             raise OutputError(f"{self.path}: {e}; refusing to resume into it") from None
         if found is not None and found != self.fmt:
@@ -380,7 +388,18 @@ class OutputFile:
             raise OutputError(f"{self.path}: --resume works with jsonl or csv output, not {self.fmt}")
         if found is None:
             return  # an empty file: written from the start
-        self.done, self._kept = read_completed(text, self.fmt, base=os.path.dirname(os.path.abspath(self.path)))
+        base = os.path.dirname(os.path.abspath(self.path))
+        if self.fmt in ARRAY_FORMATS:
+            try:
+                self.earlier_arrays = EmbeddingTable.from_bytes(data, self.fmt)
+            except (ValueError, OSError, KeyError) as e:
+                raise OutputError(f"{self.path}: cannot read it as {self.fmt} ({str(e).splitlines()[0]}); "
+                                  "refusing to resume into it") from None
+            self.done = set().union(*(_keys_of_path(p, base) for p in self.earlier_arrays.paths))
+            self.earlier_records = len(self.earlier_arrays.paths)
+            self._mode = "append"  # the writer writes everything, old and new, when the run ends
+            return
+        self.done, self._kept = read_completed(text, self.fmt, base=base, key=self.key)
         self.earlier_records = len(self._kept) - (self.fmt == "csv")
         # Something to drop (failures, a cut line, duplicates): rewritten by begin(); else appended.
         unchanged = "".join(self._kept).encode("utf-8", "surrogateescape") == data
@@ -405,15 +424,24 @@ class OutputFile:
         return self.stream
 
     def _rewrite(self, kept: list[str]) -> None:
-        """Replace the file by ``kept`` atomically; the new file is locked before it takes the name."""
+        self.replace_contents("".join(kept).encode("utf-8", "surrogateescape"))
+
+    def replace_contents(self, data: bytes) -> None:
+        """Replace the file by ``data`` atomically; the new file is locked before it takes the name."""
         import fcntl
 
+        if not self.regular:  # /dev/null, a pipe: nothing to replace, just write
+            with open(self.path, "wb") as f:
+                f.write(data)
+            return
         target = os.path.realpath(self.path)  # a symbolic link stays a link to the new file
         tmp = f"{target}.resume-tmp"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(fd, "".join(kept).encode("utf-8", "surrogateescape"))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             os.fsync(fd)
             os.chmod(tmp, stat.S_IMODE(os.fstat(self._fd).st_mode))
             os.replace(tmp, target)
@@ -478,3 +506,162 @@ class open_for_writing:  # noqa: N801 - used as a context manager, like open()
         else:
             self.out.abort()
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings as arrays: npz and parquet
+
+
+def _sniff_binary(data: bytes) -> str | None:
+    if data.startswith(b"PK\x03\x04"):
+        return "npz"
+    if data.startswith(b"PAR1"):
+        return "parquet"
+    return None
+
+
+PARQUET_HINT = "the parquet format needs pyarrow: pip install 'xception-cli[parquet]'"
+
+
+@dataclass
+class EmbeddingTable:
+    """Embeddings in input order plus the failures: what ``npz`` and ``parquet`` files hold.
+
+    npz: arrays ``paths`` (str), ``embeddings`` (float32 ``[N, D]``), ``failed_paths``,
+    ``failed_errors`` and ``meta`` (a JSON string: pooling, normalisation, weights...).
+    parquet: columns ``path`` (string), ``embedding`` (fixed-size list of float32, null for a
+    failure) and ``error`` (null for a success); ``meta`` in the schema's metadata.
+    """
+
+    paths: list[str] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        if not self.vectors:
+            return np.zeros((0, 0), np.float32)
+        return np.stack(self.vectors).astype(np.float32, copy=False)
+
+    def to_bytes(self, fmt: str) -> bytes:
+        buf = io.BytesIO()
+        if fmt == "npz":
+            np.savez(buf, paths=np.array(self.paths, dtype=str), embeddings=self.embeddings,
+                     failed_paths=np.array([p for p, _ in self.failed], dtype=str),
+                     failed_errors=np.array([e for _, e in self.failed], dtype=str),
+                     meta=np.array(json.dumps(self.meta)))
+            return buf.getvalue()
+        pa, pq = _pyarrow()
+        dim = self.embeddings.shape[1] if self.vectors else int(self.meta.get("dimensions", 2048))
+        emb_type = pa.list_(pa.float32(), dim)
+        rows_emb = [v.astype(np.float32).tolist() for v in self.vectors] + [None] * len(self.failed)
+        table = pa.table(
+            {"path": pa.array(self.paths + [p for p, _ in self.failed], pa.string()),
+             "embedding": pa.array(rows_emb, emb_type),
+             "error": pa.array([None] * len(self.vectors) + [e for _, e in self.failed], pa.string())},
+        ).replace_schema_metadata({"xception": json.dumps(self.meta)})
+        pq.write_table(table, buf)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, fmt: str) -> EmbeddingTable:
+        if fmt == "npz":
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"])) if "meta" in z else {}
+                failed = list(zip(z["failed_paths"].tolist(), z["failed_errors"].tolist())) \
+                    if "failed_paths" in z else []
+                emb = z["embeddings"]
+                return cls(z["paths"].tolist(), list(emb) if len(emb) else [], failed, meta)
+        pa, pq = _pyarrow()
+        table = pq.read_table(io.BytesIO(data))
+        raw = (table.schema.metadata or {}).get(b"xception")
+        meta = json.loads(raw) if raw else {}
+        out = cls(meta=meta)
+        errors = table.column("error").to_pylist() if "error" in table.column_names else [None] * table.num_rows
+        for path, vec, err in zip(table.column("path").to_pylist(), table.column("embedding").to_pylist(), errors):
+            if err is None and vec is not None:
+                out.paths.append(path)
+                out.vectors.append(np.asarray(vec, np.float32))
+            else:
+                out.failed.append((path, err or "no embedding"))
+        return out
+
+
+def _pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise OutputError(PARQUET_HINT) from None
+    return pa, pq
+
+
+class ArrayWriter:
+    """npz / parquet: records are gathered (about 8 KB an image) and the file is written whole, and
+    atomically, by ``close()`` — a killed run leaves the earlier file as it was (use jsonl for a
+    file that grows as it goes). ``earlier``: what a resumed file already held (kept, failures
+    dropped: they are retried)."""
+
+    def __init__(self, out: OutputFile, fmt: str, meta: dict, earlier: EmbeddingTable | None = None):
+        if fmt == "parquet":
+            _pyarrow()  # fail before any work, not at the end
+        self.out, self.fmt = out, fmt
+        self.table = EmbeddingTable(meta=dict(meta))
+        if earlier is not None:
+            mismatch = {k: (earlier.meta.get(k), v) for k, v in meta.items()
+                        if k in ("pooling", "normalize") and k in earlier.meta and earlier.meta[k] != v}
+            if mismatch:
+                raise OutputError(f"{out.path}: holds embeddings made with other options "
+                                  + ", ".join(f"{k}={a} (now {b})" for k, (a, b) in mismatch.items())
+                                  + ": resume with the same options, or choose another -o")
+            self.table.paths, self.table.vectors = list(earlier.paths), list(earlier.vectors)
+
+    def write(self, records) -> None:
+        for r in records:
+            if r.error is not None:
+                self.table.failed.append((display_path(r.path)[0], r.error))
+            else:
+                self.table.paths.append(display_path(r.path)[0])
+                self.table.vectors.append(np.asarray(r.embedding, np.float32))
+
+    def close(self) -> None:
+        if self.table.vectors:
+            self.table.meta["dimensions"] = int(self.table.vectors[0].shape[0])
+        self.out.replace_contents(self.table.to_bytes(self.fmt))
+
+
+def load_embeddings(path: str) -> EmbeddingTable:
+    """Read an ``xception embed`` output (npz, parquet or jsonl) back; ``OutputError`` if it is none."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise OutputError(f"{path}: cannot read ({e.strerror})") from None
+    fmt = _sniff_binary(data)
+    try:
+        if fmt is not None:
+            return EmbeddingTable.from_bytes(data, fmt)
+        table = EmbeddingTable()
+        for line in data.decode("utf-8", "surrogateescape").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("embedding"), list):
+                raw = rec.get("path_base64")
+                table.paths.append(os.fsdecode(base64.b64decode(raw)) if raw else rec["path"])
+                table.vectors.append(np.asarray(rec["embedding"], np.float32))
+            elif isinstance(rec, dict) and "error" in rec:
+                table.failed.append((rec.get("path", ""), rec["error"]))
+    except OutputError:
+        raise
+    except (ValueError, OSError, KeyError) as e:
+        raise OutputError(f"{path}: cannot read embeddings ({str(e).splitlines()[0]})") from None
+    if not table.vectors:
+        raise OutputError(f"{path}: holds no embeddings (expected the output of xception embed: npz, parquet "
+                          "or jsonl)")
+    dims = {v.shape[0] for v in table.vectors}
+    if len(dims) != 1:
+        raise OutputError(f"{path}: embeddings of different lengths {sorted(dims)}")
+    return table

@@ -18,17 +18,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import DEFAULT_PREPROCESS
-from .labels import Prediction, top_k
+from .heads import Classify
+from .labels import Prediction
 from .preprocess import ImageError, load_image, to_input
 
 
 @dataclass
 class Record:
-    """The result for one input: ``predictions`` or a one-line ``error``."""
+    """The result for one input: ``predictions`` (classify) or ``embedding`` (embed), or a one-line
+    ``error``."""
 
     path: str
     predictions: list[Prediction] | None = None
     error: str | None = None
+    embedding: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -37,6 +40,8 @@ class Record:
     def to_dict(self) -> dict:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
+        if self.embedding is not None:
+            return {"path": self.path, "embedding": [float(f"{v:.7g}") for v in self.embedding]}
         return {"path": self.path, "predictions": [p.to_dict() for p in self.predictions]}
 
 
@@ -145,10 +150,27 @@ def classify_stream(
     resize: str = "center-crop",
     stats: Stats | None = None,
 ) -> Iterator[list[Record]]:
-    """Classify ``(name, source)`` items; yield each finished batch's records, in input order.
+    """``run_stream`` with the classifying head (``k`` labels per image)."""
+    return run_stream(items, infer, Classify(k), batch_size=batch_size, workers=workers, size=size,
+                      resize=resize, stats=stats)
 
-    ``source`` is a path, a PIL image or an array; ``infer`` maps a float32 batch to
-    probabilities. ``items`` may be a ``Decoder`` already running (then ``workers``, ``size``
+
+def run_stream(
+    items: Iterable[tuple[str, object]] | Decoder,
+    infer: Callable[[np.ndarray], np.ndarray],
+    head,
+    *,
+    batch_size: int = 8,
+    workers: int | None = None,
+    size: int = DEFAULT_PREPROCESS.input_size,
+    resize: str = "center-crop",
+    stats: Stats | None = None,
+) -> Iterator[list[Record]]:
+    """Run ``(name, source)`` items through the network; yield each finished batch's records, in
+    input order, their values made by ``head`` (``heads.Classify`` or ``heads.Embed``).
+
+    ``source`` is a path, a PIL image or an array; ``infer`` maps a float32 batch to the
+    network's outputs. ``items`` may be a ``Decoder`` already running (then ``workers``, ``size``
     and ``resize`` are its own). Every batch holds ``batch_size`` decoded images (the last may
     hold fewer); a failed item is reported in its place among them.
     """
@@ -173,12 +195,12 @@ def classify_stream(
             records: list[Record] = []
             if n_ok:
                 t0 = time.perf_counter()
-                probs = infer(to_input(np.stack([px for _, px, err in entries if err is None])))
+                outputs = infer(to_input(np.stack([px for _, px, err in entries if err is None])))
                 stats.model_s += time.perf_counter() - t0
-                decoded = iter(top_k(probs, k))
+                decoded = iter(head.values(outputs))
             for name, _, err in entries:
                 if err is None:
-                    records.append(Record(name, predictions=next(decoded)))
+                    records.append(Record(name, **{head.key: next(decoded)}))
                     stats.classified += 1
                 else:
                     records.append(Record(name, error=err))

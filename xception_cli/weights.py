@@ -295,6 +295,24 @@ def read_for_layout(path: str | os.PathLike, layout: list[tuple[str, list]]) -> 
     return {name: arrays for (name, _), (_, arrays) in zip(layout, source)}
 
 
+def read_weights(path: str | os.PathLike, include_top: bool = True) -> dict[str, list]:
+    """A legacy .h5 checked against the network's layout, ``{layer name: [arrays]}`` (no Keras).
+
+    Without the top, a file *with* the top is accepted too (its classifier is dropped), so one
+    weights file serves both ``predict`` and ``embed``.
+    """
+    from .model import weight_layout
+
+    path = Path(path)
+    source = read_legacy_h5(path)
+    layout = weight_layout(include_top)
+    if not include_top and len(source) == len(layout) + 1:
+        layout = weight_layout(True)
+    check_layout(layout, source, path)
+    check_finite(source, path)
+    return {name: arrays for (name, _), (_, arrays) in zip(layout, source) if include_top or name != "predictions"}
+
+
 def read_legacy_h5(path: Path) -> list[tuple[str, list]]:
     """Read a Keras-2 HDF5 weights file: ``[(layer_name, [arrays in weight order])]``."""
     import h5py

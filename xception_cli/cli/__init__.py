@@ -15,8 +15,10 @@ import click  # noqa: E402
 from .. import __version__  # noqa: E402
 from .benchmark import benchmark  # noqa: E402
 from .common import CONTEXT, FatalError, friendly_errors  # noqa: E402,F401
+from .embed import embed  # noqa: E402
 from .export import export  # noqa: E402
 from .predict import predict  # noqa: E402
+from .similar import similar  # noqa: E402
 from .summary import summary  # noqa: E402
 
 
@@ -29,6 +31,8 @@ def cli():
     Examples:
       xception predict cat.jpg                    top-5 labels as a table
       xception predict ~/Photos -o labels.jsonl   a whole folder, streamed, resumable
+      xception embed ~/Photos -o photos.npz       feature vectors, for search and de-duplication
+      xception similar q.jpg --embeddings photos.npz   the most similar photos
       xception summary                            the 3 flows and 14 blocks
       xception benchmark                          how fast it runs here
       xception export openvino -o xception.xml    the network for serving
@@ -37,7 +41,7 @@ def cli():
     """
 
 
-for command in (predict, summary, benchmark, export):
+for command in (predict, embed, similar, summary, benchmark, export):
     cli.add_command(command)
 
 

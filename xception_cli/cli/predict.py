@@ -60,12 +60,12 @@ class RichUI:
         if total is not None and done >= total:
             bar.stop()
 
-    def progress(self, total: int):
+    def progress(self, total: int, label: str = "classifying"):
         if self._download is not None:
             self._download[0].stop()
         if not self.show_progress:
             return None
-        return _Bar(self, total)
+        return _Bar(self, total, label)
 
     def table(self, records, stream) -> None:
         from ..output import display_path
@@ -89,7 +89,7 @@ class RichUI:
 class _Bar:
     """The classifying progress bar; transient, so nothing of it is left where the table starts."""
 
-    def __init__(self, ui: RichUI, total: int):
+    def __init__(self, ui: RichUI, total: int, label: str = "classifying"):
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -108,7 +108,7 @@ class _Bar:
 
         self.ui = ui
         self.bar = Progress(
-            TextColumn("[bold]classifying"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
             TextColumn("ETA"), TimeRemainingColumn(), TextColumn("[red]{task.fields[failed]} failed"),
             console=console(stderr=True), transient=True,
         )

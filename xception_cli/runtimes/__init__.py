@@ -150,11 +150,10 @@ def load_network(spec: NetworkSpec, runtime: str, *, keras_model: Callable[[], o
 
 def weight_arrays(spec: NetworkSpec) -> dict[str, list[np.ndarray]]:
     """``{layer name: [arrays]}`` for the official format or random weights, without Keras."""
-    from ..model import weight_layout
-    from ..weights import random_weights, read_for_layout
+    from ..weights import random_weights, read_weights
 
     if spec.weights.random:
         return random_weights(spec.include_top)
     if spec.weights.format != "legacy-h5":
         raise RuntimeChoiceError(f"{spec.weights.path}: a {spec.weights.format} file needs Keras to read")
-    return read_for_layout(spec.weights.path, weight_layout(spec.include_top))
+    return read_weights(spec.weights.path, spec.include_top)

@@ -1,0 +1,171 @@
+"""`xception embed` and `xception similar`: the reference's features, every format, resume, search."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from xception_cli.cli import cli
+from xception_cli.output import load_embeddings
+from xception_cli.preprocess import preprocess_image
+
+
+@pytest.fixture(scope="module")
+def notop_weights(tmp_path_factory, samples):
+    """The same seeded, calibrated network as `weights_file`, written without its top."""
+    from xception_cli.synthetic import make_weights_file
+
+    return make_weights_file(tmp_path_factory.mktemp("notop") / "xception_notop.h5", samples, seed=0,
+                             include_top=False)
+
+
+@pytest.fixture
+def photos(tmp_path, samples):
+    d = tmp_path / "photos"
+    d.mkdir()
+    for p in samples:
+        shutil.copy(p, d / p.name)
+    return d
+
+
+def embed(*args):
+    return CliRunner().invoke(cli, ["embed", *map(str, args)])
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_embed_equals_the_reference(pooling, notop_weights, samples, tmp_path):
+    import keras
+
+    reference = keras.applications.Xception(include_top=False, weights=str(notop_weights), pooling=pooling)
+    x = np.stack([preprocess_image(p) for p in samples])
+    expected = np.asarray(reference.predict(x, verbose=0))
+    out = tmp_path / "e.npz"
+    r = embed(*samples, "-o", out, "--pooling", pooling, "--weights", notop_weights)
+    assert r.exit_code == 0, r.output
+    table = load_embeddings(out)
+    assert table.paths == [str(p) for p in samples]
+    got = table.embeddings
+    assert got.shape == expected.shape == (4, 2048)
+    rel = np.abs(got - expected).max(axis=1) / np.linalg.norm(expected, axis=1)
+    assert rel.max() < 1e-4
+    assert table.meta["pooling"] == pooling and table.meta["dimensions"] == 2048
+
+
+def test_a_weights_file_with_the_top_embeds_the_same(notop_weights, weights_file, samples):
+    from xception_cli import Embedder
+
+    a = Embedder(weights=str(weights_file)).embed(samples)
+    b = Embedder(weights=str(notop_weights)).embed(samples)
+    assert np.abs(a - b).max() / np.abs(b).max() < 1e-5
+
+
+@pytest.mark.parametrize("ext", ["npz", "jsonl", "parquet"])
+def test_every_format_round_trips_with_failures(ext, photos, weights_file, tmp_path):
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    out = tmp_path / f"e.{ext}"
+    r = embed(photos, "-o", out, "--weights", weights_file, "--normalize")
+    assert r.exit_code == 1, r.output  # one bad file: exit 1, the rest embedded
+    assert "broken.jpg" in r.stderr and "embedded 4, failed 1" in r.stderr
+    table = load_embeddings(out)
+    assert sorted(table.paths) == sorted(str(p) for p in photos.iterdir() if p.name != "broken.jpg")
+    assert [p for p, _ in table.failed] == [str(photos / "broken.jpg")]
+    assert np.allclose(np.linalg.norm(table.embeddings, axis=1), 1.0, atol=1e-5)
+    npz = tmp_path / "ref.npz"
+    embed(photos, "-o", npz, "--weights", weights_file, "--normalize")
+    assert np.abs(load_embeddings(npz).embeddings - table.embeddings).max() < 1e-6
+
+
+def test_jsonl_to_stdout(photos, weights_file):
+    r = embed(photos / "cat.jpg", "--weights", weights_file)
+    assert r.exit_code == 0
+    (rec,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rec["path"] == str(photos / "cat.jpg") and len(rec["embedding"]) == 2048
+    r = embed(photos, "-f", "npz", "--weights", weights_file)
+    assert r.exit_code == 2 and "npz output needs -o FILE" in r.stderr
+
+
+@pytest.mark.parametrize("ext", ["npz", "jsonl"])
+def test_resume_skips_what_is_done_and_retries_failures(ext, photos, weights_file, tmp_path, samples):
+    out = tmp_path / f"e.{ext}"
+    (photos / "late.jpg").write_bytes(b"not yet")
+    assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 1
+    shutil.copy(samples[0], photos / "late.jpg")  # now readable
+    r = embed(photos, "-o", out, "--weights", weights_file, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "4 already embedded" in r.stderr and "1 to go" in r.stderr
+    table = load_embeddings(out)
+    assert sorted(table.paths) == sorted(str(p) for p in photos.iterdir()) and not table.failed
+    r = embed(photos, "-o", out, "--weights", weights_file, "--resume")
+    assert "5 already embedded" in r.stderr and "0 to go" in r.stderr
+
+
+def test_resume_with_other_options_is_refused(photos, weights_file, tmp_path):
+    out = tmp_path / "e.npz"
+    assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 0
+    before = out.read_bytes()
+    (photos / "new.jpg").write_bytes((photos / "cat.jpg").read_bytes())
+    r = embed(photos, "-o", out, "--weights", weights_file, "--resume", "--pooling", "max")
+    assert r.exit_code == 2 and "pooling=avg (now max)" in r.stderr
+    assert out.read_bytes() == before
+
+
+def test_predict_will_not_resume_into_embeddings(photos, weights_file, tmp_path):
+    out = tmp_path / "e.npz"
+    assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 0
+    r = CliRunner().invoke(cli, ["predict", str(photos), "-o", str(out), "--resume", "--weights", str(weights_file)])
+    assert r.exit_code == 2 and "holds npz output, which this command does not write" in r.stderr
+
+
+@pytest.fixture
+def library(photos, weights_file, tmp_path, samples):
+    """The sample photos plus an exact copy and a resized, re-encoded copy of the cat, embedded."""
+    cat = photos / "cat.jpg"
+    shutil.copy(cat, photos / "cat-copy.jpg")
+    im = Image.open(cat)
+    im.resize((im.width * 2 // 3, im.height * 2 // 3), Image.Resampling.BICUBIC).save(photos / "cat-small.jpg",
+                                                                                      quality=85)
+    out = tmp_path / "library.npz"
+    assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 0
+    return out
+
+
+def test_similar_finds_the_copies_first(library, photos, weights_file):
+    r = CliRunner().invoke(cli, ["similar", str(photos / "cat.jpg"), "--embeddings", str(library), "-k", "3",
+                                 "--weights", str(weights_file), "-f", "jsonl"])
+    assert r.exit_code == 0, r.output
+    (rec,) = [json.loads(line) for line in r.stdout.splitlines()]
+    names = [n["path"].rsplit("/", 1)[1] for n in rec["neighbors"]]
+    assert set(names) == {"cat.jpg", "cat-copy.jpg", "cat-small.jpg"}  # itself and its two copies
+    sims = [n["similarity"] for n in rec["neighbors"]]
+    assert sims[0] == pytest.approx(1.0, abs=1e-5) and sims == sorted(sims, reverse=True)
+
+
+def test_similar_duplicates(library):
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--threshold", "0.97", "--embeddings", str(library),
+                                 "-f", "jsonl"])
+    assert r.exit_code == 0, r.output
+    pairs = [json.loads(line) for line in r.stdout.splitlines()]
+    named = [{p["a"].rsplit("/", 1)[1], p["b"].rsplit("/", 1)[1]} for p in pairs]
+    assert named[0] == {"cat.jpg", "cat-copy.jpg"} and pairs[0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert {"cat.jpg", "cat-small.jpg"} in named and {"cat-copy.jpg", "cat-small.jpg"} in named
+
+
+def test_similar_usage_and_bad_files(library, tmp_path):
+    r = CliRunner().invoke(cli, ["similar", "--embeddings", str(library)])
+    assert r.exit_code == 2 and "give QUERY images, or --duplicates" in r.stderr
+    (tmp_path / "nothing.jsonl").write_text("hello\n")
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(tmp_path / "nothing.jsonl")])
+    assert r.exit_code == 2 and "holds no embeddings" in r.stderr
+
+
+def test_nearest_and_duplicates_in_numpy():
+    from xception_cli.similar import duplicates, nearest
+
+    db = np.array([[1, 0], [0, 1], [1, 1], [1, 0.01]], np.float32)
+    paths = ["x", "y", "xy", "x2"]
+    (m,) = nearest(np.array([[2, 0]], np.float32), db, paths, k=2)
+    assert [a.path for a in m] == ["x", "x2"] and m[0].similarity == pytest.approx(1.0)
+    assert [(a, b) for a, b, _ in duplicates(db, paths, 0.99)] == [("x", "x2")]

@@ -1,0 +1,88 @@
+"""``xception embed``: options for the embedding head; the work is ``jobs.PredictJob`` with ``heads.Embed``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..config import RESIZE_MODES
+from .common import (
+    CONTEXT,
+    FatalError,
+    friendly_errors,
+    precision_option,
+    require_stdout,
+    runtime_option,
+    stderr_is_terminal,
+    weights_option,
+)
+
+FORMATS = ("jsonl", "npz", "parquet")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write to FILE (format from its extension: .npz, .parquet, .jsonl); jsonl may go to stdout.")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Output format [jsonl|npz|parquet]; default from -o's extension, else jsonl.")
+@click.option("--pooling", type=click.Choice(["avg", "max"]), default="avg", show_default=True,
+              help="Global pooling of the last feature map (2048 values either way).")
+@click.option("--normalize", is_flag=True, help="Scale every embedding to unit L2 length.")
+@click.option("-b", "--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
+              help="Images per model call.")
+@click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
+              help="Decoding threads [default: one per core, 2-8].")
+@weights_option()
+@click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
+              help="As for predict.")
+@precision_option
+@runtime_option
+@click.option("--resume", is_flag=True,
+              help="With -o FILE: skip inputs already embedded there, retry failures (same --pooling/--normalize).")
+@click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
+@friendly_errors
+def embed(inputs, output, fmt, pooling, normalize, batch_size, workers, weights, resize, precision, runtime,
+          resume, no_progress):
+    """Feature vectors (Xception's pooled 2048 values) for files, folders, globs or '-' (stdin).
+
+    \b
+    Examples:
+      xception embed ~/Photos -o photos.npz
+      xception embed ~/Photos -o photos.parquet --normalize
+      xception embed ~/Photos -o photos.jsonl --resume
+      xception similar query.jpg --embeddings photos.npz
+
+    The same pipeline as predict: bad files become error records, Ctrl-C keeps what was done,
+    exit status 0/1/2/130 as for predict. npz and parquet are written when the run ends (a
+    killed run leaves an earlier file as it was); jsonl grows as it goes.
+    """
+    from ..discovery import expand_stdin
+    from ..heads import Embed
+    from ..jobs import PredictJob, PredictOptions
+    from ..output import format_for_path
+    from . import STARTED
+    from .predict import RichUI
+
+    try:
+        inputs = expand_stdin(list(inputs), sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if not inputs:
+        raise FatalError("no paths on stdin")
+    guessed = format_for_path(output) if output else None
+    chosen = fmt or (guessed if guessed in FORMATS else "jsonl")
+    if chosen != "jsonl" and not output:
+        raise click.UsageError(f"{chosen} output needs -o FILE")
+    if resume and not output:
+        raise click.UsageError("--resume needs -o FILE (the output of the earlier run)")
+    if not output:
+        require_stdout()
+    options = PredictOptions(
+        inputs=inputs, fmt=chosen, fmt_explicit=fmt is not None, output=output, batch_size=batch_size,
+        workers=workers, weights=weights, resize=resize, precision=precision, runtime=runtime, resume=resume,
+        head=Embed(pooling, normalize),
+    )
+    ui = RichUI(show_progress=not no_progress and stderr_is_terminal())
+    sys.exit(PredictJob(options, ui, started=STARTED).run())

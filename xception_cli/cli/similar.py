@@ -1,0 +1,94 @@
+"""``xception similar``: nearest images to queries, or near-duplicate pairs, from an embeddings file."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .common import CONTEXT, FatalError, friendly_errors, open_output, precision_option, runtime_option, weights_option
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("queries", nargs=-1, metavar="[QUERY]...")
+@click.option("--embeddings", "embeddings_file", required=True, type=click.Path(dir_okay=False),
+              help="The output of `xception embed` (npz, parquet or jsonl).")
+@click.option("-k", "--top-k", type=click.IntRange(1, 10000), default=5, show_default=True,
+              help="Neighbours per query.")
+@click.option("--duplicates", is_flag=True, help="List pairs of stored images at least --threshold alike.")
+@click.option("--threshold", type=click.FloatRange(-1, 1), default=0.95, show_default=True,
+              help="Cosine similarity for --duplicates.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "jsonl"]), default=None,
+              help="table on a terminal, jsonl otherwise.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
+@weights_option()
+@precision_option
+@runtime_option
+@friendly_errors
+def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output, weights, precision, runtime):
+    """The stored images most like each QUERY (cosine similarity), or near-duplicate pairs.
+
+    \b
+    Examples:
+      xception embed ~/Photos -o photos.npz
+      xception similar beach.jpg --embeddings photos.npz -k 10
+      xception similar --duplicates --threshold 0.97 --embeddings photos.npz
+
+    Queries are embedded on the fly with the same pooling and normalisation as the file (use the
+    same --weights). Brute force in NumPy: fine up to a few hundred thousand stored images.
+    """
+    import sys
+
+    import numpy as np
+
+    from ..output import display_path, load_embeddings
+    from ..similar import duplicates as find_duplicates
+    from ..similar import nearest
+
+    if bool(queries) == duplicates:
+        raise click.UsageError("give QUERY images, or --duplicates (not both)")
+    table = load_embeddings(embeddings_file)
+    fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
+    db = table.embeddings
+    if duplicates:
+        pairs = find_duplicates(db, table.paths, threshold)
+        records = [{"a": a, "b": b, "similarity": round(s, 6)} for a, b, s in pairs]
+        columns = ["Image", "Duplicate of", ("Similarity", "right")]
+        rows = [[r["a"], r["b"], f"{r['similarity']:.4f}"] for r in records]
+        sections = []
+    else:
+        from ..classifier import Embedder
+
+        meta = table.meta
+        embedder = Embedder(weights=weights, pooling=meta.get("pooling") or "avg",
+                            normalize=bool(meta.get("normalize")), precision=precision, runtime=runtime)
+        got = embedder.records(list(queries))
+        bad = [r for r in got if r.error is not None]
+        if len(bad) == len(got):
+            raise FatalError(f"{display_path(bad[0].path)[0]}: {bad[0].error}")
+        for r in bad:
+            click.echo(f"warning: {display_path(r.path)[0]}: {r.error}", err=True)
+        good = [r for r in got if r.error is None]
+        if good[0].embedding.shape[0] != db.shape[1]:
+            raise FatalError(f"{embeddings_file}: holds {db.shape[1]}-value embeddings, the query gives "
+                             f"{good[0].embedding.shape[0]}")
+        matches = nearest(np.stack([r.embedding for r in good]), db, table.paths, top_k)
+        records, rows, sections = [], [], []
+        for r, ms in zip(good, matches):
+            query = display_path(r.path)[0]
+            records.append({"path": query, "neighbors": [m.to_dict() for m in ms]})
+            rows += [[query if m.rank == 1 else "", m.rank, m.path, f"{m.similarity:.4f}"] for m in ms]
+            sections.append(len(rows) - 1)
+        columns = ["Query", ("#", "right"), "Most similar", ("Similarity", "right")]
+    with open_output(output) as stream:
+        if fmt == "jsonl":
+            stream.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        else:
+            from ..render import console
+            from ..render import table as rich_table
+
+            if not records:
+                stream.write(f"no pairs at or above {threshold}\n" if duplicates else "")
+            else:
+                console(file=stream).print(rich_table(columns, rows, sections=sections[:-1]))
+
