@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 install:  ## create .venv and install the package (editable) with every extra and the test tools
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[export,parquet,test]'
+	$(BIN)/python -m pip install -e '.[export,parquet,ray,test]'
 
 test:  ## run the test suite
 	$(BIN)/python -m pytest -q

@@ -40,6 +40,7 @@ class Engine:
     pooling: str | None = None
     runtime_request: str | None = None  # auto | openvino | tensorflow; None: $XCEPTION_RUNTIME or auto
     initialize: bool = True  # random weights (seeded, the same on every runtime) when no file is given
+    threads: int | None = None  # inference threads (OpenVINO); None: every core
     progress: Callable[[int, int | None], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -87,7 +88,7 @@ class Engine:
         with self._lock:
             if self._network is None:
                 spec = NetworkSpec(self.weights_source, self.include_top, None if self.include_top else self.pooling,
-                                   self.input_size, self.precision)
+                                   self.input_size, self.precision, self.threads)
                 t0 = time.perf_counter()
                 self._network = load_network(spec, self.runtime, keras_model=lambda: self.model)
                 self.timings["load_network_s"] = time.perf_counter() - t0

@@ -9,6 +9,7 @@ Every failure is an ``ImageError`` with a one-line, human message.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -50,24 +51,20 @@ def decode_size(size: int, resize: str, cfg: PreprocessConfig = DEFAULT_PREPROCE
     return size
 
 
-def open_image(path: str | os.PathLike, draft_to: int | None = None) -> Image.Image:
-    """Open and fully decode the first frame of an image file, with friendly errors.
+def open_image(path: str | os.PathLike | bytes, draft_to: int | None = None) -> Image.Image:
+    """Open and fully decode the first frame of an image file (or of its bytes, e.g. an object
+    read from S3), with friendly errors.
 
     ``draft_to``: let libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale as long as both sides stay at
     least this many pixels (much faster on phone photos).
     """
-    p = Path(path)
     try:
-        if p.is_symlink() and not p.exists():
-            raise ImageError("broken symbolic link")
-        st = p.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageError("is a directory, not an image")
-        if not stat.S_ISREG(st.st_mode):  # never opened: reading a FIFO or a device can block forever
-            raise ImageError(f"not a regular file ({_file_kind(st.st_mode)})")
-        if st.st_size == 0:
-            raise ImageError("empty file (0 bytes)")
-        im = Image.open(p)
+        if isinstance(path, (bytes, bytearray, memoryview)):
+            if not len(path):
+                raise ImageError("empty file (0 bytes)")
+            im = Image.open(io.BytesIO(path))
+        else:
+            im = Image.open(_checked_file(Path(path)))
         limit = pixel_limit()
         w, h = im.size
         if limit and w * h > limit:
@@ -95,6 +92,19 @@ def open_image(path: str | os.PathLike, draft_to: int | None = None) -> Image.Im
         if "truncated" in msg:
             raise ImageError(f"truncated or incomplete image data ({msg})") from None
         raise ImageError(f"cannot decode image: {msg}") from None
+
+
+def _checked_file(p: Path) -> Path:
+    if p.is_symlink() and not p.exists():
+        raise ImageError("broken symbolic link")
+    st = p.stat()
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError("is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):  # never opened: reading a FIFO or a device can block forever
+        raise ImageError(f"not a regular file ({_file_kind(st.st_mode)})")
+    if st.st_size == 0:
+        raise ImageError("empty file (0 bytes)")
+    return p
 
 
 def to_rgb(im: Image.Image, background: tuple[int, int, int] = DEFAULT_PREPROCESS.background) -> Image.Image:
@@ -148,7 +158,8 @@ def load_image(
     resize: str = "center-crop",
     cfg: PreprocessConfig = DEFAULT_PREPROCESS,
 ) -> np.ndarray:
-    """Decode ``source`` (a path, a PIL image or an HxWx3 uint8 array) to ``(size, size, 3)`` uint8 RGB.
+    """Decode ``source`` (a path, the file's bytes, a PIL image or an HxWx3 uint8 array) to
+    ``(size, size, 3)`` uint8 RGB.
 
     EXIF orientation is applied, every mode becomes RGB, and big JPEGs are draft-decoded.
     """

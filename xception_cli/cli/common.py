@@ -87,7 +87,7 @@ def output_options(formats):
     """``-f/--format`` and ``-o/--output``, shared by every command that prints results."""
 
     def decorator(fn):
-        fn = click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+        fn = click.option("-o", "--output", type=click.Path(), default=None,
                           help="Write to FILE instead of stdout (format from its extension unless -f).")(fn)
         fn = click.option("-f", "--format", "fmt", type=click.Choice(formats), default=None,
                           help=f"Output format [{'|'.join(formats)}]; default: table on a terminal, "
@@ -123,6 +123,18 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def ray_options(fn):
+    """``--ray``, ``--ray-address``, ``--actors``: run the job on Ray Data (``xception_cli.scale``)."""
+    fn = click.option("--actors", type=click.IntRange(1, 10000), default=None,
+                      help="With --ray: inference actors [default: one per node].")(fn)
+    fn = click.option("--ray-address", default=None, metavar="ADDR",
+                      help="With --ray: the cluster to use [default: $RAY_ADDRESS, else a local Ray].")(fn)
+    fn = click.option("--ray", "use_ray", is_flag=True,
+                      help="Run on Ray Data: folders, globs and s3:// URIs in; -o FILE, or -o DIR/ or s3://.../ "
+                      "for shards.")(fn)
+    return fn
 
 
 STDOUT_CLOSED = False  # set by main() when the process was started with stdout closed (`>&-`)

@@ -12,6 +12,7 @@ from .common import (
     FatalError,
     friendly_errors,
     precision_option,
+    ray_options,
     require_stdout,
     runtime_option,
     stderr_is_terminal,
@@ -23,7 +24,7 @@ FORMATS = ("jsonl", "npz", "parquet")
 
 @click.command(context_settings=CONTEXT)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+@click.option("-o", "--output", type=click.Path(), default=None,
               help="Write to FILE (format from its extension: .npz, .parquet, .jsonl); jsonl may go to stdout.")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Output format [jsonl|npz|parquet]; default from -o's extension, else jsonl.")
@@ -42,9 +43,10 @@ FORMATS = ("jsonl", "npz", "parquet")
 @click.option("--resume", is_flag=True,
               help="With -o FILE: skip inputs already embedded there, retry failures (same --pooling/--normalize).")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
+@ray_options
 @friendly_errors
 def embed(inputs, output, fmt, pooling, normalize, batch_size, workers, weights, resize, precision, runtime,
-          resume, no_progress):
+          resume, no_progress, use_ray, ray_address, actors):
     """Feature vectors (Xception's pooled 2048 values) for files, folders, globs or '-' (stdin).
 
     \b
@@ -63,7 +65,7 @@ def embed(inputs, output, fmt, pooling, normalize, batch_size, workers, weights,
     from ..jobs import PredictJob, PredictOptions
     from ..output import format_for_path
     from . import STARTED
-    from .predict import RichUI
+    from .predict import RichUI, run_job
 
     try:
         inputs = expand_stdin(list(inputs), sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
@@ -85,4 +87,4 @@ def embed(inputs, output, fmt, pooling, normalize, batch_size, workers, weights,
         head=Embed(pooling, normalize),
     )
     ui = RichUI(show_progress=not no_progress and stderr_is_terminal())
-    sys.exit(PredictJob(options, ui, started=STARTED).run())
+    sys.exit(run_job(PredictJob(options, ui, started=STARTED), use_ray, ray_address, actors))

@@ -14,6 +14,7 @@ from .common import (
     output_options,
     pick_format,
     precision_option,
+    ray_options,
     require_stdout,
     runtime_option,
     stderr_is_terminal,
@@ -142,9 +143,10 @@ class _Bar:
 @click.option("--resume", is_flag=True,
               help="With -o FILE (jsonl/csv): skip inputs already classified there, retry failures, append.")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
+@ray_options
 @friendly_errors
 def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, precision, runtime, resume,
-            no_progress):
+            no_progress, use_ray, ray_address, actors):
     """Classify images: files, folders (recursive), glob patterns, or '-' for paths on stdin.
 
     \b
@@ -179,4 +181,17 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
     if not output:
         require_stdout()
     ui = RichUI(show_progress=not no_progress and stderr_is_terminal())
-    sys.exit(PredictJob(options, ui, started=STARTED).run())
+    sys.exit(run_job(PredictJob(options, ui, started=STARTED), use_ray, ray_address, actors))
+
+
+def run_job(job, use_ray: bool, ray_address, actors) -> int:
+    """The job locally, or on Ray Data with ``--ray``."""
+    if not use_ray:
+        if ray_address or actors:
+            raise click.UsageError("--ray-address and --actors go with --ray")
+        return job.run()
+    if job.o.fmt == "table":
+        raise click.UsageError("--ray writes jsonl, csv, json (or npz/parquet embeddings): use -f or -o")
+    from ..scale import run_ray_job
+
+    return run_ray_job(job, ray_address, actors)

@@ -52,6 +52,7 @@ class NetworkSpec:
     pooling: str | None = None
     input_size: int = config.IMAGENET_INPUT_SIZE
     precision: str = "float32"
+    threads: int | None = None  # inference threads (OpenVINO); None: every core
 
 
 @dataclass

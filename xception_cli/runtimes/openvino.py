@@ -310,7 +310,7 @@ def load(spec, precision: str):
         model = build_model(weights, include_top=spec.include_top, pooling=spec.pooling, input_size=spec.input_size)
         del weights  # the model holds its own (folded) constants
         t2 = time.perf_counter()
-    compiled = compile_model(model, precision=precision)
+    compiled = compile_model(model, precision=precision, threads=getattr(spec, "threads", None))
     t3 = time.perf_counter()
     actual = actual_precision(compiled)
     notes = [] if actual == precision else [f"--precision {precision}: OpenVINO ran {actual} on this CPU"]

@@ -1,0 +1,513 @@
+"""Past one machine: the predict (and embed) job on Ray Data, over local folders and object storage.
+
+Decoding and preprocessing run as Ray tasks; inference runs in an actor pool whose actors each
+build the network once, through the runtime layer, with as many threads as the CPUs they hold.
+Records, schema, error records and exit codes are those of the local pipeline.
+
+- Inputs: files, folders, globs (as ``predict``), and URIs (``s3://bucket/prefix`` and whatever
+  else pyarrow's file systems read). S3 credentials and endpoint come from the usual variables
+  (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``).
+  Objects are listed by the driver and read by the decoding tasks, so an unreadable, vanished or
+  non-image object is an error record, never a failed job.
+- Output: ``-o FILE`` (local) as ``predict`` writes it, streamed in input order, with
+  ``--resume``; or ``-o DIR/`` / ``-o s3://bucket/prefix/`` written as shards by Ray Data's
+  writers (JSON Lines, CSV or Parquet), so the driver never holds the results. A rerun into the
+  same shard folder skips what is recorded there and retries the failures.
+
+``XceptionPredictor`` is the class to drop into your own ``ray.data.Dataset.map_batches``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import DEFAULT_PREPROCESS, IMAGE_EXTENSIONS
+from .errors import ImageError, OutputError, XceptionError
+
+RAY_HINT = "--ray needs Ray Data: pip install 'xception-cli[ray]'"
+SHARD_FORMATS = ("jsonl", "csv", "parquet")
+SHARD_SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
+MISSING = "no such file or directory"
+DECODE_CPUS = 0.5  # a decoding task's share of a CPU; every node keeps this much free for them
+
+
+def require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise XceptionError(RAY_HINT) from None
+    return ray
+
+
+def is_uri(text: str) -> bool:
+    return "://" in text and not os.path.exists(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# file systems
+
+
+def filesystem(uri: str):
+    """``(pyarrow FileSystem, path within it)`` for a URI; S3 honours ``AWS_ENDPOINT_URL`` (or
+    ``AWS_ENDPOINT_URL_S3``) for S3-compatible stores."""
+    import pyarrow.fs as pafs
+
+    if uri.startswith("s3://"):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        kwargs = {"region": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"}
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
+            kwargs.update(endpoint_override=host.rstrip("/") if host else scheme,
+                          scheme=scheme if host else "https")
+        return pafs.S3FileSystem(**kwargs), uri[len("s3://"):].rstrip("/")
+    fs, path = pafs.FileSystem.from_uri(uri)
+    return fs, path.rstrip("/")
+
+
+def read_bytes(name: str) -> bytes:
+    """The bytes of a local path or a URI; ``ImageError`` with a one-line reason otherwise."""
+    if not is_uri(name):
+        raise ValueError("local paths are decoded from the file")
+    try:
+        fs, path = filesystem(name)
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ImageError("object not found (it may have been moved or deleted)") from None
+    except OSError as e:
+        raise ImageError(f"cannot read: {str(e).splitlines()[0]}") from None
+
+
+def list_uri(uri: str) -> list[str]:
+    """Image objects under a URI prefix (or the object itself), sorted; hidden names skipped."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(uri)
+    scheme = uri.split("://", 1)[0]
+    try:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            return [uri]
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    except OSError as e:
+        raise XceptionError(f"{uri}: cannot list ({str(e).splitlines()[0]})") from None
+    out = []
+    for i in infos:
+        name = i.path.rsplit("/", 1)[-1]
+        if i.type == pafs.FileType.File and not name.startswith(".") \
+                and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            out.append(f"{scheme}://{i.path}")
+    return sorted(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# the Ray Data stages
+
+
+def decode_batch(batch: dict, size: int = DEFAULT_PREPROCESS.input_size, resize: str = "center-crop") -> dict:
+    """A Ray task: ``path`` (+ ``missing``) -> ``pixels`` (uint8 ``[N, size, size, 3]``) and ``error``
+    ("" when decoded); a file or object that cannot be read becomes an error, never an exception."""
+    from .preprocess import load_image
+
+    paths = [str(p) for p in batch["path"]]
+    missing = batch.get("missing")
+    pixels = np.zeros((len(paths), size, size, 3), np.uint8)
+    errors = []
+    for i, name in enumerate(paths):
+        if missing is not None and missing[i]:
+            errors.append(MISSING)
+            continue
+        try:
+            source = read_bytes(name) if is_uri(name) else name
+            pixels[i] = load_image(source, size, resize)
+            errors.append("")
+        except ImageError as e:
+            errors.append(str(e))
+        except Exception as e:  # noqa: BLE001 - one bad file must never end the job
+            errors.append(f"cannot decode image: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    return {"path": np.array(paths, dtype=object), "pixels": pixels, "error": np.array(errors, dtype=object)}
+
+
+class XceptionPredictor:
+    """Xception for ``ray.data.Dataset.map_batches``: the network is built once per actor.
+
+    ``ds.map_batches(XceptionPredictor, fn_constructor_kwargs={"weights": "imagenet"}, batch_size=8,
+    concurrency=2)``. A batch holds ``path`` and either ``pixels`` (uint8 ``[N, 299, 299, 3]``, as
+    ``decode_batch`` makes them), ``image`` (arrays of any size, as ``ray.data.read_images`` gives)
+    or ``bytes`` (as ``read_binary_files`` gives); an ``error`` column marks inputs already failed.
+    It returns ``path``, ``ok``, ``record`` (the record as JSON, exactly as ``predict`` writes it)
+    and ``node`` (the Ray node that ran it).
+
+    ``task``: ``"classify"`` (``top_k`` labels) or ``"embed"`` (``pooling``, ``normalize``).
+    ``threads``: inference threads (default: the CPUs this actor holds).
+    """
+
+    def __init__(self, weights="imagenet", task: str = "classify", top_k: int = 5, pooling: str = "avg",
+                 normalize: bool = False, precision: str = "float32", runtime: str | None = None,
+                 threads: int | None = None, resize: str = "center-crop"):
+        from .engine import Engine
+        from .heads import Classify, Embed
+
+        self.head = Classify(top_k) if task == "classify" else Embed(pooling, normalize)
+        if threads is None:
+            threads = _actor_cpus()
+        self.engine = Engine(weights=weights, include_top=self.head.include_top, pooling=self.head.pooling,
+                             precision=precision, runtime_request=runtime, threads=threads)
+        _ = self.engine.network  # build now, once per actor
+        self.resize = resize
+        try:
+            import ray
+
+            self.node = ray.get_runtime_context().get_node_id()
+        except Exception:  # noqa: BLE001 - outside Ray (tests, plain Python)
+            self.node = ""
+
+    def __call__(self, batch: dict) -> dict:
+        from .output import record_dict
+        from .pipeline import Record
+        from .preprocess import load_image, to_input
+
+        paths = [str(p) for p in batch["path"]]
+        errors = [str(e) if e else "" for e in batch.get("error", [""] * len(paths))]
+        if "pixels" in batch:
+            pixels = np.asarray(batch["pixels"], np.uint8)
+        else:
+            pixels = np.zeros((len(paths), 299, 299, 3), np.uint8)
+            column = batch.get("image", batch.get("bytes"))
+            for i, source in enumerate(column):
+                if errors[i]:
+                    continue
+                try:
+                    pixels[i] = load_image(bytes(source) if isinstance(source, (bytes, bytearray)) else source,
+                                           resize=self.resize)
+                except ImageError as e:
+                    errors[i] = str(e)
+        ok = [i for i, e in enumerate(errors) if not e]
+        values = iter(self.head.values(self.engine(to_input(pixels[ok])))) if ok else iter(())
+        records = [Record(p, error=e) if e else Record(p, **{self.head.key: next(values)})
+                   for p, e in zip(paths, errors)]
+        return {
+            "path": np.array(paths, dtype=object),
+            "ok": np.array([not e for e in errors]),
+            "record": np.array([json.dumps(record_dict(r), ensure_ascii=False) for r in records], dtype=object),
+            "node": np.array([self.node] * len(paths), dtype=object),
+        }
+
+
+def _actor_cpus() -> int:
+    try:
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+        return max(1, round(cpus)) if cpus else max(1, os.cpu_count() or 1)
+    except Exception:  # noqa: BLE001
+        return max(1, os.cpu_count() or 1)
+
+
+def record_from_json(text: str):
+    """A ``pipeline.Record`` back from the JSON ``XceptionPredictor`` made (for the local writers)."""
+    import base64
+
+    from .labels import Prediction
+    from .pipeline import Record
+
+    d = json.loads(text)
+    path = os.fsdecode(base64.b64decode(d["path_base64"])) if "path_base64" in d else d["path"]
+    if "error" in d:
+        return Record(path, error=d["error"])
+    if "embedding" in d:
+        return Record(path, embedding=np.asarray(d["embedding"], np.float32))
+    return Record(path, predictions=[Prediction(**p) for p in d["predictions"]])
+
+
+# ---------------------------------------------------------------------------------------------
+# shard output (a folder or a bucket prefix)
+
+
+def is_shard_target(output: str | None) -> bool:
+    return bool(output) and (output.endswith("/") or "://" in output or os.path.isdir(output))
+
+
+class ShardWriter:
+    """A Ray Data datasink writing our records, one shard file per block, as ``predict`` would."""
+
+    def __new__(cls, path, fmt, filesystem=None):
+        from ray.data.datasource.file_datasink import BlockBasedFileDatasink
+
+        from .output import CSV_HEADER, _csv_line, csv_rows
+
+        class _Sink(BlockBasedFileDatasink):
+            def write_block_to_file(self, block, file):
+                lines = []
+                for text in block.to_pandas()["record"]:
+                    if fmt == "jsonl":
+                        lines.append(text + "\n")
+                    else:
+                        lines.extend(_csv_line(row) for row in csv_rows(record_from_json(text)))
+                head = CSV_HEADER + "\n" if fmt == "csv" else ""
+                file.write((head + "".join(lines)).encode("utf-8", "surrogateescape"))
+
+        return _Sink(path, filesystem=filesystem, file_format=SHARD_SUFFIX[fmt].lstrip("."))
+
+
+def _parquet_columns(batch) -> dict:
+    """``record`` JSON -> typed columns for Parquet: path, predictions | embedding, error."""
+    import pyarrow as pa
+
+    recs = [json.loads(t) for t in batch["record"]]
+    cols = {"path": pa.array([r["path"] for r in recs], pa.string()),
+            "error": pa.array([r.get("error") for r in recs], pa.string())}
+    if any("embedding" in r for r in recs):
+        cols["embedding"] = pa.array([r.get("embedding") for r in recs], pa.list_(pa.float32()))
+    else:
+        pred = pa.struct([("rank", pa.int32()), ("index", pa.int32()), ("wnid", pa.string()),
+                          ("label", pa.string()), ("probability", pa.float64())])
+        cols["predictions"] = pa.array([r.get("predictions") for r in recs], pa.list_(pred))
+    return pa.table(cols)
+
+
+def recorded_in_shards(uri: str, fmt: str, key: str) -> set[str]:
+    """Inputs recorded successfully in the shards under ``uri``; shards holding error records are
+    rewritten without them (those inputs are retried), as ``--resume`` does."""
+    import pyarrow.fs as pafs
+
+    from .output import read_completed
+
+    fs, path = filesystem(uri) if "://" in uri else (pafs.LocalFileSystem(), os.path.abspath(uri))
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
+    done: set[str] = set()
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.path.endswith(SHARD_SUFFIX[fmt]):
+            continue
+        with fs.open_input_stream(info.path) as f:
+            data = f.read()
+        if fmt == "parquet":
+            import io
+
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(io.BytesIO(data))
+            ok = table.filter(table.column("error").is_null())
+            done.update(ok.column("path").to_pylist())
+            if ok.num_rows != table.num_rows:
+                buf = io.BytesIO()
+                pq.write_table(ok, buf)
+                with fs.open_output_stream(info.path) as out:
+                    out.write(buf.getvalue())
+            continue
+        text = data.decode("utf-8", "surrogateescape")
+        _, kept = read_completed(text, fmt, key=key)
+        for line in kept[1 if fmt == "csv" else 0:]:
+            done.add(json.loads(line)["path"] if fmt == "jsonl" else line.split(",", 1)[0].strip('"'))
+        new = "".join(kept)
+        if new != text:
+            with fs.open_output_stream(info.path) as out:
+                out.write(new.encode("utf-8", "surrogateescape"))
+    return done
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+
+
+@dataclass
+class RayStats:
+    done: int = 0
+    failed: int = 0
+    nodes: set = field(default_factory=set)
+    actors: int = 0
+
+
+def init_ray(address: str | None, quiet: bool = True):
+    """Connect to ``address`` (or ``$RAY_ADDRESS``), or start a local Ray; reuse one already up."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    if quiet:  # Ray's C++ core logs notes at "error" level on the driver's stderr; real errors still raise
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    import sys
+
+    saved = None
+    if quiet:  # the C++ start-up notes go to fd 2 directly; errors still raise in Python
+        sys.stderr.flush()
+        saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    try:
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+                 log_to_driver=not quiet, configure_logging=True, logging_level="ERROR",
+                 runtime_env={"env_vars": env} if env else None)
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return ray
+
+
+def build_dataset(names: list[str], missing: set[str], options, actors: int, cpus_per_actor: float,
+                  decode_cpus: float = DECODE_CPUS, progress: bool = False):
+    """names -> decode tasks -> actor pool: a lazy dataset of ``path, ok, record, node``."""
+    import logging
+
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = progress  # Ray's own bars, on a terminal only
+    ctx.enable_auto_log_stats = False
+    if not progress:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    head = options.head
+    task = "embed" if head.key == "embedding" else "classify"
+    ds = ray.data.from_items([{"path": n, "missing": n in missing} for n in names],
+                             override_num_blocks=max(1, min(len(names), 4 * max(actors, 1))))
+    ds = ds.map_batches(decode_batch, batch_size=options.batch_size, num_cpus=decode_cpus,
+                        fn_kwargs={"resize": options.resize})
+    kwargs = {"weights": options.weights, "task": task, "top_k": getattr(head, "k", 5),
+              "pooling": getattr(head, "pooling", None) or "avg", "normalize": getattr(head, "normalize", False),
+              "precision": options.precision, "runtime": options.runtime, "resize": options.resize,
+              "threads": max(1, round(cpus_per_actor))}
+    return ds.map_batches(bound_predictor(**kwargs), batch_size=options.batch_size, num_cpus=cpus_per_actor,
+                          compute=ray.data.ActorPoolStrategy(size=actors))
+
+
+def bound_predictor(**kwargs) -> type:
+    """``XceptionPredictor`` with its arguments bound in the class (shipped with it, so the actors
+    need no constructor arguments from the object store)."""
+
+    class BoundXceptionPredictor(XceptionPredictor):
+        def __init__(self):
+            super().__init__(**kwargs)
+
+    return BoundXceptionPredictor
+
+
+def plan_actors(ray, requested: int | None) -> tuple[int, float]:
+    """``(actors, CPUs per actor)``: one actor per node by default; each node keeps half a CPU for
+    the decoding tasks (an actor pool that took every CPU would leave them none, and wait forever)."""
+    sizes = sorted((float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), reverse=True)
+    sizes = [s for s in sizes if s > DECODE_CPUS] or [float(os.cpu_count() or 1)]
+    actors = requested or len(sizes)
+    # Spread the actors over the nodes; the busiest node decides each actor's share.
+    per_node = [actors // len(sizes) + (i < actors % len(sizes)) for i in range(len(sizes))]
+    shares = [(cpus - DECODE_CPUS) / n for cpus, n in zip(sizes, per_node) if n]
+    per_actor = min(shares)
+    if per_actor < 0.25:
+        raise XceptionError(f"--actors {actors}: the cluster's {sum(sizes):g} CPUs on {len(sizes)} node(s) leave too "
+                            "little for each actor and the decoding tasks")
+    return actors, round(per_actor, 2)
+
+
+def run_ray_job(job, address: str | None, actors: int | None) -> int:
+    """``jobs.PredictJob`` on Ray Data: the same inputs, records, output rules and exit codes."""
+    from .discovery import discover
+    from .jobs import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, NoInputs
+    from .output import display_path, path_key
+
+    o, ui = job.o, job.ui
+    local = [x for x in o.inputs if not is_uri(x)]
+    uris = [x for x in o.inputs if is_uri(x)]
+    found = discover(local) if local else None
+    names: list[str] = list(found.ordered) if found else []
+    missing = set(found.missing) if found else set()
+    for raw, why in (found.problems if found else []):
+        ui.warn(f"{display_path(raw)[0]}: {why}")
+    ray = init_ray(address)
+    for uri in uris:
+        listed = list_uri(uri)
+        if not listed:
+            ui.warn(f"{uri}: no images found")
+        names += listed
+    if not [n for n in names if n not in missing]:
+        raise NoInputs("no images found: " + "; ".join(o.inputs))
+
+    shards = is_shard_target(o.output)
+    out = None
+    if shards:
+        if o.fmt not in SHARD_FORMATS:
+            raise OutputError(f"{o.output}: shards are written as jsonl, csv or parquet, not {o.fmt}")
+        done = recorded_in_shards(o.output, o.fmt, o.head.key)
+        keep = [n for n in names if n not in done and (is_uri(n) or path_key(n) not in {path_key(d) for d in done
+                                                                                            if not is_uri(d)})]
+        if len(keep) != len(names):
+            ui.info(f"{len(names) - len(keep)} already recorded in {o.output}, {len(keep)} to go")
+        names = keep
+    else:
+        out = job._open_output([n for n in names if n not in missing and not is_uri(n)])
+        if out is not None and o.resume:
+            before = len(names)
+            names = [n for n in names if (n if is_uri(n) else path_key(n)) not in out.done]
+            ui.info(f"resume: {before - len(names)} already {o.head.done} in {o.output}, {len(names)} to go")
+    if not names:
+        if out is not None:
+            out.close()
+        return EXIT_OK
+
+    n_actors, per_actor = plan_actors(ray, actors)
+    stats = RayStats(actors=n_actors)
+    started = time.perf_counter()
+    ds = build_dataset(names, missing, o, n_actors, per_actor, progress=getattr(ui, "show_progress", False))
+    interrupted = False
+    try:
+        if shards:
+            import warnings
+
+            results = ds.materialize()  # in the cluster's object store, not on the driver
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Ray suggests expressions over Python filters
+                failures = results.filter(lambda r: not r["ok"])
+            for row in failures.iter_rows():
+                ui.warn(f"{row['path']}: {json.loads(row['record'])['error']}")
+                stats.failed += 1
+            stats.nodes = set(results.unique("node"))
+            stats.done = results.count() - stats.failed
+            fs, path = (filesystem(o.output) if "://" in o.output else (None, os.path.abspath(o.output)))
+            if o.fmt == "parquet":
+                results.map_batches(_parquet_columns, batch_format="pyarrow").drop_columns([]).write_parquet(
+                    path, filesystem=fs)
+            else:
+                results.write_datasink(ShardWriter(path, o.fmt, filesystem=fs))
+        else:
+            from .output import ARRAY_FORMATS, WRITERS, ArrayWriter
+
+            if o.fmt in ARRAY_FORMATS:
+                writer = ArrayWriter(out, o.fmt, job._array_meta(), earlier=out.earlier_arrays)
+            else:
+                stream = out.begin() if out is not None else job.stdout
+                writer = WRITERS[o.fmt](stream, append=out is not None and out.append)
+            try:
+                for batch in ds.iter_batches(batch_size=o.batch_size, batch_format="numpy"):
+                    records = [record_from_json(t) for t in batch["record"]]
+                    for r in records:
+                        if r.error is not None:
+                            ui.warn(f"{display_path(r.path)[0]}: {r.error}")
+                            stats.failed += 1
+                        else:
+                            stats.done += 1
+                    stats.nodes.update(batch["node"].tolist())
+                    writer.write(records)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                writer.close()
+                if out is not None:
+                    out.close()
+    except KeyboardInterrupt:
+        interrupted = True
+    elapsed = time.perf_counter() - started
+    total = time.perf_counter() - job.started
+    rate = stats.done / elapsed if elapsed else 0.0
+    ui.info(f"{'interrupted: ' if interrupted else ''}{o.head.done} {stats.done}, failed {stats.failed} in "
+            f"{total:.1f} s on Ray ({stats.actors} actor(s) on {len(stats.nodes) or 1} node(s); "
+            f"{elapsed:.1f} s {o.head.doing} at {rate:.1f} images/s)")
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if stats.failed else EXIT_OK
