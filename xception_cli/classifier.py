@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 import numpy as np
 
@@ -47,6 +48,8 @@ class _ImageModel:
         return Decoder(items, size=self.size, resize=self.resize, workers=self.workers)
 
     def _stream(self, items, head, stats) -> Iterator[list[Record]]:
+        if isinstance(head, Classify) and head.labels is None and self.engine.class_names:
+            head = replace(head, labels=tuple(self.engine.class_names))  # a model of your own classes
         return run_stream(items, self.engine, head, batch_size=self.batch_size, workers=self.workers,
                           size=self.size, resize=self.resize, stats=stats)
 

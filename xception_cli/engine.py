@@ -80,6 +80,14 @@ class Engine:
     def weights_path(self):
         return self.weights_source.path
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """Your own classes, for a model from ``xception train``; ``None`` for ImageNet."""
+        from .weights import file_class_names
+
+        source = self.weights_source
+        return file_class_names(source.path) if source.format == "legacy-h5" and self.include_top else None
+
     # -- realisations ---------------------------------------------------------------------------
 
     @property
@@ -116,10 +124,12 @@ class Engine:
         t0 = time.perf_counter()
         import_tensorflow_quietly()
         t1 = time.perf_counter()
+        names = self.class_names
         model = build_xception(
             include_top=self.include_top, input_shape=(self.input_size, self.input_size, 3),
             pooling=None if self.include_top else self.pooling, dtype_policy=_POLICY[self.precision],
             initialize=False,  # zeros: weights are assigned next (or the model is only inspected)
+            classes=len(names) if names else config.IMAGENET_CLASSES,
         )
         t2 = time.perf_counter()
         if source.path is not None:

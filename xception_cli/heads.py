@@ -19,6 +19,7 @@ class Classify:
     """ImageNet top-k labels: records carry ``predictions``."""
 
     k: int = 5
+    labels: tuple | None = None  # your own class names (a model from `xception train`); None: ImageNet
     key = "predictions"
     include_top = True
     pooling = None
@@ -26,7 +27,7 @@ class Classify:
     formats = ("table", "json", "jsonl", "csv")
 
     def values(self, outputs: np.ndarray) -> list:
-        return top_k(outputs, self.k)
+        return top_k(outputs, self.k, self.labels)
 
 
 @dataclass(frozen=True)

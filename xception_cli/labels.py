@@ -32,10 +32,12 @@ def class_index() -> tuple[tuple[str, str], ...]:
     return tuple((raw[str(i)][0], raw[str(i)][1]) for i in range(len(raw)))
 
 
-def top_k(probabilities: np.ndarray, k: int = 5) -> list[list[Prediction]]:
+def top_k(probabilities: np.ndarray, k: int = 5, labels=None) -> list[list[Prediction]]:
     """Decode a ``(N, classes)`` array of probabilities into the ``k`` best per row.
 
-    Ties are broken by the lower class index, so results are deterministic.
+    ``labels``: the class names of a model trained on your own classes (``wnid`` is then
+    ``None``); by default the ImageNet classes for 1000 outputs. ``k`` is capped at the number of
+    classes. Ties are broken by the lower class index, so results are deterministic.
     """
     probs = np.asarray(probabilities)
     if probs.ndim == 1:
@@ -43,9 +45,15 @@ def top_k(probabilities: np.ndarray, k: int = 5) -> list[list[Prediction]]:
     if probs.ndim != 2:
         raise ValueError(f"expected probabilities of shape (N, classes), got {probs.shape}")
     n_classes = probs.shape[1]
-    if not 1 <= k <= n_classes:
-        raise ValueError(f"top_k must be between 1 and {n_classes}, got {k}")
-    classes = class_index() if n_classes == len(class_index()) else None
+    if k < 1:
+        raise ValueError(f"top_k must be at least 1, got {k}")
+    k = min(k, n_classes)
+    if labels is not None:
+        if len(labels) != n_classes:
+            raise ValueError(f"{len(labels)} class names for {n_classes} outputs")
+        classes = [(None, str(name)) for name in labels]
+    else:
+        classes = class_index() if n_classes == len(class_index()) else None
     # Stable sort on the negated values keeps the lower index first among equal probabilities.
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     out = []

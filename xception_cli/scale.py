@@ -160,6 +160,10 @@ class XceptionPredictor:
         self.engine = Engine(weights=weights, include_top=self.head.include_top, pooling=self.head.pooling,
                              precision=precision, runtime_request=runtime, threads=threads)
         _ = self.engine.network  # build now, once per actor
+        if isinstance(self.head, Classify) and self.engine.class_names:  # a model of your own classes
+            from dataclasses import replace
+
+            self.head = replace(self.head, labels=tuple(self.engine.class_names))
         self.resize = resize
         try:
             import ray

@@ -97,3 +97,35 @@ def make_weights_file(path: str | os.PathLike, calibration_images, seed: int = 0
     if not include_top:
         model = keras.Model(model.input, model.get_layer("block14_sepconv2_act").output)
     return write_legacy_h5(model, path)
+
+
+def make_shapes_dataset(root: str | os.PathLike, per_class: int = 10, seed: int = 1) -> Path:
+    """Three clearly different visual classes: red noise, black-and-white stripes, blue circles on yellow."""
+    from PIL import Image, ImageDraw
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+
+    def red():
+        return Image.fromarray(rng.normal([200, 40, 40], 25, (150, 200, 3)).clip(0, 255).astype(np.uint8))
+
+    def stripes():
+        a = np.zeros((150, 200, 3), np.uint8)
+        w = int(rng.integers(6, 14))
+        for x in range(0, 200, 2 * w):
+            a[:, x:x + w] = 255
+        return Image.fromarray((a + rng.normal(0, 10, a.shape)).clip(0, 255).astype(np.uint8))
+
+    def circles():
+        im = Image.new("RGB", (200, 150), (230, 220, 40))
+        d = ImageDraw.Draw(im)
+        for _ in range(int(rng.integers(2, 6))):
+            x, y, r = int(rng.integers(20, 180)), int(rng.integers(20, 130)), int(rng.integers(10, 30))
+            d.ellipse((x - r, y - r, x + r, y + r), fill=(30, 40, 200))
+        return im
+
+    for name, make in [("red", red), ("stripes", stripes), ("circles", circles)]:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            make().save(root / name / f"{name}{i}.png")
+    return root

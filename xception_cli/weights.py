@@ -295,6 +295,29 @@ def read_for_layout(path: str | os.PathLike, layout: list[tuple[str, list]]) -> 
     return {name: arrays for (name, _), (_, arrays) in zip(layout, source)}
 
 
+CLASS_NAMES_ATTR = "xception_class_names"  # a model from `xception train`: its classes, as JSON
+PREPROCESS_ATTR = "xception_preprocessing"
+
+
+def file_class_names(path: str | os.PathLike) -> list[str] | None:
+    """The class names a trained model file carries (``xception train``), or ``None`` (ImageNet)."""
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get(CLASS_NAMES_ATTR)
+    except OSError:
+        return None
+    if raw is None:
+        return None
+    names = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise WeightsError(f"{path}: the file's class names are not a list of strings")
+    return names
+
+
 def read_weights(path: str | os.PathLike, include_top: bool = True) -> dict[str, list]:
     """A legacy .h5 checked against the network's layout, ``{layer name: [arrays]}`` (no Keras).
 
@@ -305,9 +328,11 @@ def read_weights(path: str | os.PathLike, include_top: bool = True) -> dict[str,
 
     path = Path(path)
     source = read_legacy_h5(path)
-    layout = weight_layout(include_top)
+    # The classifier's size comes from the file: 1000 for ImageNet, N for a model of your own.
+    classes = source[-1][1][-1].shape[0] if source and len(source[-1][1]) == 2 else 1000
+    layout = weight_layout(include_top, classes)
     if not include_top and len(source) == len(layout) + 1:
-        layout = weight_layout(True)
+        layout = weight_layout(True, classes)
     check_layout(layout, source, path)
     check_finite(source, path)
     return {name: arrays for (name, _), (_, arrays) in zip(layout, source) if include_top or name != "predictions"}
@@ -354,7 +379,10 @@ def load_weights(model, path: str | os.PathLike) -> None:
         return _load_keras_archive(model, path)
     if fmt == "keras-weights":
         return _load_keras3_weights(model, path)
-    assign_by_order(model, read_legacy_h5(path), path)
+    # Checked against the model's own top (or lack of one): a file with the top loads into a
+    # model without it, its classifier dropped.
+    has_top = any(layer.name == "predictions" for layer in model.layers)
+    assign_by_order(model, list(read_weights(path, include_top=has_top).items()), path)
 
 
 def _keras3_arrays(path: Path) -> tuple[int, list[tuple[int, ...]]]:

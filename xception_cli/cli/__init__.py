@@ -20,6 +20,7 @@ from .export import export  # noqa: E402
 from .predict import predict  # noqa: E402
 from .similar import similar  # noqa: E402
 from .summary import summary  # noqa: E402
+from .train import train  # noqa: E402
 
 
 @click.group(context_settings=CONTEXT)
@@ -36,12 +37,13 @@ def cli():
       xception summary                            the 3 flows and 14 blocks
       xception benchmark                          how fast it runs here
       xception export openvino -o xception.xml    the network for serving
+      xception train ~/plants -o plants.h5        your own classes, in minutes on a CPU
 
     Set XCEPTION_DEBUG=1 to see full tracebacks.
     """
 
 
-for command in (predict, embed, similar, summary, benchmark, export):
+for command in (predict, embed, similar, train, summary, benchmark, export):
     cli.add_command(command)
 
 
