@@ -114,3 +114,21 @@ def test_fine_tuning_keeps_batchnorm_statistics_frozen(dataset, weights_file, tm
         assert np.array_equal(before[2], after[2]) and np.array_equal(before[3], after[3])  # moving mean, var
     assert np.array_equal(layer(weights_file, "block13_sepconv2")[1], layer(out, "block13_sepconv2")[1])  # frozen
     assert not np.array_equal(layer(weights_file, "block14_sepconv2")[1], layer(out, "block14_sepconv2")[1])
+
+
+def test_a_trained_model_exports_and_embeds(trained, tmp_path):
+    out, _ = trained
+    ir = tmp_path / "shapes.xml"
+    r = CliRunner().invoke(cli, ["export", "openvino", "-o", str(ir), "--weights", str(out)])
+    assert r.exit_code == 0, r.output
+    meta = json.loads(ir.with_suffix(".meta.json").read_text())
+    assert meta["labels"] == [[None, "circles"], [None, "red"], [None, "stripes"]]
+    assert meta["output"]["shape"] == ["N", 3]
+    img = tmp_path / "c.png"
+    Image.new("RGB", (200, 150), (230, 220, 40)).save(img)
+    from_h5 = CliRunner().invoke(cli, ["predict", str(img), "-f", "jsonl", "--weights", str(out)])
+    from_ir = CliRunner().invoke(cli, ["predict", str(img), "-f", "jsonl", "--weights", str(ir)])
+    a, b = json.loads(from_h5.stdout)["predictions"], json.loads(from_ir.stdout)["predictions"]
+    assert [p["label"] for p in a] == [p["label"] for p in b] and b[0]["wnid"] is None
+    r = CliRunner().invoke(cli, ["embed", str(img), "--weights", str(out)])
+    assert r.exit_code == 0 and len(json.loads(r.stdout)["embedding"]) == 2048

@@ -86,7 +86,14 @@ class Engine:
         from .weights import file_class_names
 
         source = self.weights_source
-        return file_class_names(source.path) if source.format == "legacy-h5" and self.include_top else None
+        if not self.include_top:
+            return None
+        if source.format == "openvino-ir":  # an export of a trained model: the labels are in its metadata
+            from .export import read_metadata
+
+            labels = (read_metadata(source.path) or {}).get("labels") or []
+            return [label for _, label in labels] if labels and labels[0][0] is None else None
+        return file_class_names(source.path) if source.format == "legacy-h5" else None
 
     # -- realisations ---------------------------------------------------------------------------
 

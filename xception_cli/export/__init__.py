@@ -73,9 +73,20 @@ def read_metadata(model_path: str | os.PathLike) -> dict | None:
         return None
 
 
-def _metadata(fmt: str, source, precision: str, io: dict, extra: dict | None = None) -> dict:
+def class_labels(source) -> list[list]:
+    """``[[wnid, label]]`` per output: ImageNet's, or a trained model's own classes (wnid ``None``)."""
     from ..labels import class_index
+    from ..weights import file_class_names
+
+    names = file_class_names(source.path) if source.format == "legacy-h5" else None
+    return [[None, n] for n in names] if names else [[wnid, label] for wnid, label in class_index()]
+
+
+def _metadata(fmt: str, source, precision: str, io: dict, extra: dict | None = None) -> dict:
     from ..weights import md5sum
+
+    labels = class_labels(source)
+    io = _with_classes(io, len(labels))
 
     cfg = config.DEFAULT_PREPROCESS
     return {
@@ -93,9 +104,19 @@ def _metadata(fmt: str, source, precision: str, io: dict, extra: dict | None = N
             "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation,
             "scale": f"x / {cfg.scale} {cfg.offset:+g} (float32, [-1, 1])",
         },
-        "labels": [[wnid, label] for wnid, label in class_index()],
+        "labels": labels,
         **(extra or {}),
     }
+
+
+def _with_classes(io: dict, classes: int) -> dict:
+    """The input/output description with the classifier's real size (1000, or a trained model's N)."""
+    io = json.loads(json.dumps(io))
+    if "output" in io:
+        io["output"]["shape"] = ["N", classes]
+    for sig in io.get("signatures", {}).values():
+        sig["outputs"] = {k: f"float32 [N, {classes}]" for k in sig["outputs"]}
+    return io
 
 
 def _write_metadata(path: Path, meta: dict) -> str:
@@ -305,7 +326,6 @@ def _export_saved_model(out, weights_np, source, log, timings):
     import tensorflow as tf
 
     from ..fused import FoldedOps
-    from ..labels import class_index
     from ..model import xception_graph
 
     class VariableOps(FoldedOps):
@@ -341,7 +361,7 @@ def _export_saved_model(out, weights_np, source, log, timings):
 
     tmp = Path(tempfile.mkdtemp(prefix="xception-export-"))
     labels_file = tmp / "labels.txt"  # copied into the SavedModel as assets/labels.txt
-    labels_file.write_text("".join(f"{label}\n" for _, label in class_index()), encoding="utf-8")
+    labels_file.write_text("".join(f"{label}\n" for _, label in class_labels(source)), encoding="utf-8")
     module.labels = tf.saved_model.Asset(str(labels_file))
 
     # Trace once here (weights captured as variables), then wrap for the two signatures.
