@@ -231,6 +231,36 @@ def weight_layout(include_top: bool = True, classes: int = config.IMAGENET_CLASS
     return ops.layout
 
 
+def check_graph_weights(weights: dict, include_top: bool, pooling, input_size: int,
+                        classes: int | None = None) -> tuple[int, int, int]:
+    """Arguments and ``{layer name: [arrays]}`` checked for a realisation built from weights (OpenVINO,
+    ONNX): ``(height, width, classes)``, ``classes`` taken from ``weights["predictions"]`` when not
+    given. ``ValueError`` names the first layer missing or of the wrong shape."""
+    import numpy as np
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of None, 'avg', 'max'; got {pooling!r}")
+    if include_top and pooling is not None:
+        raise ValueError(f"pooling={pooling!r} only applies with include_top=False")
+    height, width, _ = validate_input_shape((input_size, input_size, 3))
+    if include_top:
+        if "predictions" not in weights:
+            raise ValueError("include_top=True needs weights with the 'predictions' layer")
+        found = int(np.shape(weights["predictions"][1])[0])
+        if classes is not None and classes != found:
+            raise ValueError(f"classes={classes} but the weights' classifier has {found} classes")
+        classes = found
+    else:
+        classes = config.IMAGENET_CLASSES  # unused without the top
+    for name, shapes in weight_layout(include_top=include_top, classes=classes):
+        if name not in weights:
+            raise ValueError(f"weights have no layer {name!r}")
+        got = [tuple(np.shape(a)) for a in weights[name]]
+        if got != [tuple(s) for s in shapes]:
+            raise ValueError(f"weights for layer {name!r} have shapes {got}, expected {[tuple(s) for s in shapes]}")
+    return height, width, classes
+
+
 def block_of(layer_name: str) -> int | None:
     """The block (1-14) a layer belongs to, from its name; ``None`` for the input and the head."""
     if layer_name.startswith("block"):

@@ -125,6 +125,19 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def input_list(inputs) -> list[str]:
+    """INPUTS as given, with a ``-`` replaced by the paths listed on stdin."""
+    from ..discovery import expand_stdin
+
+    try:
+        inputs = expand_stdin(list(inputs), sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if not inputs:
+        raise FatalError("no paths on stdin")
+    return inputs
+
+
 def ray_options(fn):
     """``--ray``, ``--ray-address``, ``--actors``: run the job on Ray Data (``xception_cli.scale``)."""
     fn = click.option("--actors", type=click.IntRange(1, 10000), default=None,

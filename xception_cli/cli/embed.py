@@ -9,8 +9,8 @@ import click
 from ..config import RESIZE_MODES
 from .common import (
     CONTEXT,
-    FatalError,
     friendly_errors,
+    input_list,
     precision_option,
     ray_options,
     require_stdout,
@@ -60,19 +60,13 @@ def embed(inputs, output, fmt, pooling, normalize, batch_size, workers, weights,
     exit status 0/1/2/130 as for predict. npz and parquet are written when the run ends (a
     killed run leaves an earlier file as it was); jsonl grows as it goes.
     """
-    from ..discovery import expand_stdin
     from ..heads import Embed
     from ..jobs import PredictJob, PredictOptions
     from ..output import format_for_path
     from . import STARTED
     from .predict import RichUI, run_job
 
-    try:
-        inputs = expand_stdin(list(inputs), sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
-    if not inputs:
-        raise FatalError("no paths on stdin")
+    inputs = input_list(inputs)
     guessed = format_for_path(output) if output else None
     chosen = fmt or (guessed if guessed in FORMATS else "jsonl")
     if chosen != "jsonl" and not output:

@@ -9,8 +9,8 @@ import click
 from ..config import RESIZE_MODES
 from .common import (
     CONTEXT,
-    FatalError,
     friendly_errors,
+    input_list,
     output_options,
     pick_format,
     precision_option,
@@ -161,16 +161,10 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
     read becomes an error record and the rest go on. Exit status: 0 all classified, 1 some
     inputs failed, 2 usage, weights or no-input errors, 130 interrupted.
     """
-    from ..discovery import expand_stdin
     from ..jobs import PredictJob, PredictOptions
     from . import STARTED
 
-    try:
-        inputs = expand_stdin(list(inputs), sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
-    if not inputs:
-        raise FatalError("no paths on stdin")
+    inputs = input_list(inputs)
     options = PredictOptions(
         inputs=inputs, top_k=top_k, fmt=pick_format(fmt, output, FORMATS, "jsonl"), fmt_explicit=fmt is not None,
         output=output, batch_size=batch_size, workers=workers, weights=weights, resize=resize,

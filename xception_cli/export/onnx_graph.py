@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import config
 from ..fused import fold
-from ..model import POOLINGS, validate_input_shape, weight_layout, xception_graph
+from ..model import check_graph_weights, xception_graph
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax-13: normalises along one axis (earlier versions flattened from `axis` on)
@@ -165,16 +165,6 @@ class OnnxOps:
         return Tensor(name, units)
 
 
-def _check_weights(weights, include_top: bool, classes: int) -> None:
-    """Every layer the graph needs, with the right shapes; ``ValueError`` naming the first that is not."""
-    for name, shapes in weight_layout(include_top=include_top, classes=classes):
-        if name not in weights:
-            raise ValueError(f"weights have no layer {name!r}")
-        got = [tuple(np.shape(a)) for a in weights[name]]
-        if got != [tuple(s) for s in shapes]:
-            raise ValueError(f"weights for layer {name!r} have shapes {got}, expected {[tuple(s) for s in shapes]}")
-
-
 def build_onnx(
     weights: dict[str, list[np.ndarray]],
     include_top: bool = True,
@@ -199,26 +189,12 @@ def build_onnx(
 
     from .. import __version__
 
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of None, 'avg', 'max'; got {pooling!r}")
-    if include_top and pooling is not None:
-        raise ValueError(f"pooling={pooling!r} only applies with include_top=False")
     if classifier_activation not in (None, "linear", "softmax"):
         raise ValueError(f"unsupported classifier activation for ONNX: {classifier_activation!r}")
     newest = onnx.defs.onnx_opset_version()
     if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest}, got {opset!r}")
-    height, width, _ = validate_input_shape((input_size, input_size, 3))
-    if include_top:
-        if "predictions" not in weights:
-            raise ValueError("include_top=True needs weights with the 'predictions' layer")
-        found = int(np.shape(weights["predictions"][1])[0])
-        if classes is not None and classes != found:
-            raise ValueError(f"classes={classes} but the weights' classifier has {found} classes")
-        classes = found
-    else:
-        classes = config.IMAGENET_CLASSES  # unused without the top
-    _check_weights(weights, include_top, classes)
+    height, width, classes = check_graph_weights(weights, include_top, pooling, input_size, classes)
 
     ops = OnnxOps(weights)
     ops._unique(INPUT_NAME)

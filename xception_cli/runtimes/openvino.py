@@ -33,7 +33,7 @@ from openvino import opset13 as opset  # every op used here is unchanged up to o
 
 from .. import config
 from ..fused import fold
-from ..model import POOLINGS, validate_input_shape, weight_layout, xception_graph
+from ..model import check_graph_weights, xception_graph
 
 PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}  # ours -> OpenVINO's element type names
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -107,16 +107,6 @@ class OpenVinoOps:
         raise ValueError(f"unsupported classifier activation for OpenVINO: {activation!r}")
 
 
-def _check_weights(weights, include_top: bool, classes: int) -> None:
-    """Every layer the graph needs, with the right shapes; ``ValueError`` naming the first that is not."""
-    for name, shapes in weight_layout(include_top=include_top, classes=classes):
-        if name not in weights:
-            raise ValueError(f"weights have no layer {name!r}")
-        got = [tuple(np.shape(a)) for a in weights[name]]
-        if got != [tuple(s) for s in shapes]:
-            raise ValueError(f"weights for layer {name!r} have shapes {got}, expected {[tuple(s) for s in shapes]}")
-
-
 def build_model(
     weights: dict[str, list[np.ndarray]],
     include_top: bool = True,
@@ -132,21 +122,7 @@ def build_model(
 
     ``classes`` defaults to the size of ``weights["predictions"]``.
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of None, 'avg', 'max'; got {pooling!r}")
-    if include_top and pooling is not None:
-        raise ValueError(f"pooling={pooling!r} only applies with include_top=False")
-    height, width, _ = validate_input_shape((input_size, input_size, 3))
-    if include_top:
-        if "predictions" not in weights:
-            raise ValueError("include_top=True needs weights with the 'predictions' layer")
-        found = int(np.shape(weights["predictions"][1])[0])
-        if classes is not None and classes != found:
-            raise ValueError(f"classes={classes} but the weights' classifier has {found} classes")
-        classes = found
-    else:
-        classes = config.IMAGENET_CLASSES  # unused without the top
-    _check_weights(weights, include_top, classes)
+    height, width, classes = check_graph_weights(weights, include_top, pooling, input_size, classes)
 
     image = opset.parameter([-1, height, width, 3], np.float32, name="input_image")
     x = opset.transpose(image, opset.constant(np.array(_NHWC_TO_NCHW, dtype=np.int64)))
