@@ -10,7 +10,9 @@ mkdir -p bench-out
 bin=.venv/bin/xception
 for model in xception inception-v3; do
   for mode in inference train; do
-    $bin benchmark --model "$model" --mode "$mode" -b 8 -n "$n" --warmup 1 -f json -o "bench-out/seed-$model-$mode.json"
+    # --runtime tensorflow: both models on the same runtime (Inception-v3 runs on Keras)
+    $bin benchmark --model "$model" --mode "$mode" --runtime tensorflow -b 8 -n "$n" --warmup 1 -f json \
+      -o "bench-out/seed-$model-$mode.json"
   done
 done
 .venv/bin/python - <<'PY'
