@@ -169,3 +169,46 @@ def test_nearest_and_duplicates_in_numpy():
     (m,) = nearest(np.array([[2, 0]], np.float32), db, paths, k=2)
     assert [a.path for a in m] == ["x", "x2"] and m[0].similarity == pytest.approx(1.0)
     assert [(a, b) for a, b, _ in duplicates(db, paths, 0.99)] == [("x", "x2")]
+
+
+# third adversarial pass -------------------------------------------------------------------------
+
+def test_similar_never_writes_over_its_inputs(library, photos, weights_file, tmp_path):
+    before = library.read_bytes()
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(library), "-o", str(library)])
+    assert r.exit_code == 2 and "is one of this command's inputs" in r.stderr
+    assert library.read_bytes() == before
+    mine = tmp_path / "mine.h5"
+    shutil.copy(weights_file, mine)
+    r = CliRunner().invoke(cli, ["similar", str(photos / "cat.jpg"), "--embeddings", str(library), "--weights",
+                                 str(mine), "-o", str(mine)])
+    assert r.exit_code == 2 and mine.stat().st_size == weights_file.stat().st_size
+
+
+def test_similar_uses_the_files_weights_and_says_when_queries_fail(library, photos, weights_file):
+    (photos / "junk.jpg").write_bytes(b"junk")
+    r = CliRunner().invoke(cli, ["similar", str(photos / "cat.jpg"), str(photos / "junk.jpg"), "--embeddings",
+                                 str(library), "-k", "1", "-f", "jsonl"])  # no --weights: the file's own
+    assert r.exit_code == 1 and "junk.jpg" in r.stderr
+    (rec,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rec["neighbors"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_exact_duplicates_at_threshold_one(library):
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--threshold", "1", "--embeddings", str(library),
+                                 "-f", "jsonl"])
+    pairs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [{p["a"].rsplit("/", 1)[1], p["b"].rsplit("/", 1)[1]} for p in pairs] == [{"cat.jpg", "cat-copy.jpg"}]
+    assert pairs[0]["similarity"] == 1.0
+
+
+def test_embed_refuses_an_ir_and_mixed_weights_on_resume(photos, weights_file, tmp_path):
+    ir = tmp_path / "x.xml"
+    assert CliRunner().invoke(cli, ["export", "openvino", "-o", str(ir), "--weights", str(weights_file)]).exit_code == 0
+    r = embed(photos, "-o", tmp_path / "v.npz", "--weights", ir)
+    assert r.exit_code == 2 and "cannot give embeddings" in r.stderr
+    out = tmp_path / "e.npz"
+    assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 0
+    shutil.copy(photos / "cat.jpg", photos / "cat2.jpg")
+    r = embed(photos, "-o", out, "--weights", "none", "--resume")
+    assert r.exit_code == 2 and "made with other options weights=" in r.stderr

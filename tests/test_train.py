@@ -132,3 +132,18 @@ def test_a_trained_model_exports_and_embeds(trained, tmp_path):
     assert [p["label"] for p in a] == [p["label"] for p in b] and b[0]["wnid"] is None
     r = CliRunner().invoke(cli, ["embed", str(img), "--weights", str(out)])
     assert r.exit_code == 0 and len(json.loads(r.stdout)["embedding"]) == 2048
+
+
+def test_train_refuses_to_overwrite_its_base_and_counts_readable_photos(tmp_path, weights_file):
+    import shutil
+
+    root = make_dataset(tmp_path / "d", per_class=4)
+    mine = tmp_path / "base.h5"
+    shutil.copy(weights_file, mine)
+    r = CliRunner().invoke(cli, ["train", str(root), "-o", str(mine), "--weights", str(mine)])
+    assert r.exit_code == 2 and "is the base weights file" in r.stderr
+    for p in list((root / "red").iterdir())[1:]:
+        p.write_bytes(b"junk")  # 4 files, 1 readable
+    r = CliRunner().invoke(cli, ["train", str(root), "-o", str(tmp_path / "m.h5"), "--weights", str(weights_file)])
+    assert r.exit_code == 2 and "class 'red': 1 readable photo(s)" in r.stderr
+    assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m.h5.tmp").exists()

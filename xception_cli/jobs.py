@@ -9,6 +9,7 @@ small interface the command line implements with Rich; a program can pass ``Quie
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -277,9 +278,12 @@ class PredictJob:
 
     def _array_meta(self) -> dict:
         from . import __version__
+        from .weights import IMAGENET, RANDOM, normalize_weights
 
+        w = normalize_weights(self.o.weights)
         return {"model": "xception", "pooling": getattr(self.o.head, "pooling", None),
-                "normalize": getattr(self.o.head, "normalize", False), "weights": str(self.o.weights),
+                "normalize": getattr(self.o.head, "normalize", False),
+                "weights": w if w in (IMAGENET, RANDOM) else os.path.abspath(w),
                 "resize": self.o.resize, "created_by": f"xception-cli {__version__}"}
 
     def _empty_document(self) -> None:

@@ -610,7 +610,8 @@ class ArrayWriter:
         self.table = EmbeddingTable(meta=dict(meta))
         if earlier is not None:
             mismatch = {k: (earlier.meta.get(k), v) for k, v in meta.items()
-                        if k in ("pooling", "normalize") and k in earlier.meta and earlier.meta[k] != v}
+                        if k in ("pooling", "normalize", "weights", "resize") and k in earlier.meta
+                        and earlier.meta[k] != v}
             if mismatch:
                 raise OutputError(f"{out.path}: holds embeddings made with other options "
                                   + ", ".join(f"{k}={a} (now {b})" for k, (a, b) in mismatch.items())

@@ -37,7 +37,7 @@ def nearest(queries: np.ndarray, database: np.ndarray, paths: list[str], k: int 
         sims = q[start:start + BLOCK] @ db.T
         for row in sims:
             order = np.argsort(-row, kind="stable")[:k]
-            out.append([Match(i + 1, paths[j], float(row[j])) for i, j in enumerate(order)])
+            out.append([Match(i + 1, paths[j], min(1.0, float(row[j]))) for i, j in enumerate(order)])
     return out
 
 
@@ -48,10 +48,11 @@ def duplicates(database: np.ndarray, paths: list[str], threshold: float = 0.95) 
     pairs = []
     for start in range(0, len(db), BLOCK):
         sims = db[start:start + BLOCK] @ db.T
-        rows, cols = np.nonzero(sims >= threshold)
+        # float32 rounding puts identical vectors at 0.9999996, not 1: a threshold counts within 1e-5
+        rows, cols = np.nonzero(sims >= threshold - 1e-5)
         for r, c in zip(rows, cols):
             i = start + int(r)
             if int(c) > i:
-                pairs.append((paths[i], paths[int(c)], float(sims[r, c])))
+                pairs.append((paths[i], paths[int(c)], min(1.0, float(sims[r, c]))))
     pairs.sort(key=lambda p: (-p[2], p[0], p[1]))
     return pairs

@@ -197,6 +197,16 @@ def write_model(path: str, weights: dict[str, list], classes: list[str], extra: 
 
     layout = weight_layout(True, len(classes))
     tmp = f"{path}.tmp"
+    try:
+        _write_h5(tmp, weights, classes, extra, layout, h5py)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_h5(tmp, weights, classes, extra, layout, h5py) -> None:
     with h5py.File(tmp, "w") as f:
         f.attrs["layer_names"] = [name.encode("utf8") for name, _ in layout]
         f.attrs["backend"] = b"tensorflow"
@@ -211,7 +221,6 @@ def write_model(path: str, weights: dict[str, list], classes: list[str], extra: 
             for n, a, shape in zip(names, arrays, shapes):
                 assert tuple(a.shape) == tuple(shape), (name, a.shape, shape)
                 group.create_dataset(n, data=np.asarray(a, np.float32))
-    os.replace(tmp, path)
 
 
 def fine_tune(o: TrainOptions, data: Dataset, weights: dict, log, on_epoch) -> tuple[dict, list]:
@@ -278,6 +287,13 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
     if out.suffix != ".h5":
         raise TrainError(f"{o.output}: the model is written as an .h5 weights file: "
                          f"use -o {out.with_suffix('.h5')}")
+    if out.exists() and not out.is_file():
+        raise TrainError(f"{o.output}: exists and is not a file")
+    from .output import same_file_as_any
+    from .weights import weights_files
+
+    if same_file_as_any(str(out), weights_files(o.weights)) is not None:
+        raise TrainError(f"{o.output}: is the base weights file; writing there would destroy it: choose another -o")
     if o.epochs < 1:
         raise TrainError("--epochs must be at least 1")
     data = prepare(o)  # every check before any work
@@ -295,8 +311,11 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
     xv, yv, skipped_v = features(embedder, data.val, log)
     t_features = time.perf_counter() - t0
     for i, c in enumerate(data.classes):
-        if not np.any(y == i):
-            raise TrainError(f"class '{c}': no readable training photo")
+        readable = int(np.sum(y == i)) // (4 if o.augment else 1) + int(np.sum(yv == i))
+        if not np.any(y == i) or readable < MIN_PER_CLASS and o.val_dir is None:
+            raise TrainError(f"class '{c}': {readable} readable photo(s); each class needs at least {MIN_PER_CLASS}")
+        if not np.any(yv == i):
+            log(f"warning: class '{c}' has no readable validation photo")
     t1 = time.perf_counter()
     kernel, bias, history = train_head(x, y, xv, yv, len(data.classes), o.epochs, o.batch_size, o.learning_rate,
                                        o.seed, on_epoch=on_epoch)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .common import CONTEXT, FatalError, friendly_errors, open_output, precision_option, runtime_option, weights_option
+from .common import CONTEXT, FatalError, friendly_errors, open_output, precision_option, runtime_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -21,7 +21,8 @@ from .common import CONTEXT, FatalError, friendly_errors, open_output, precision
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "jsonl"]), default=None,
               help="table on a terminal, jsonl otherwise.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
-@weights_option()
+@click.option("--weights", default=None, metavar="imagenet|PATH|none",
+              help="Weights for embedding the queries [default: those the embeddings file records, else imagenet].")
 @precision_option
 @runtime_option
 @friendly_errors
@@ -47,9 +48,22 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
 
     if bool(queries) == duplicates:
         raise click.UsageError("give QUERY images, or --duplicates (not both)")
+    if threshold != threshold:  # NaN
+        raise click.BadParameter("must be a number", param_hint="--threshold")
+    if output:
+        from ..output import same_file_as_any
+        from ..weights import weights_files
+
+        clash = same_file_as_any(output, [embeddings_file, *queries, *weights_files(weights)])
+        if clash is not None:
+            raise FatalError(f"{output}: is one of this command's inputs ({clash}); writing there would destroy "
+                             "it: choose another -o")
     table = load_embeddings(embeddings_file)
+    if not len(table.vectors):
+        raise FatalError(f"{embeddings_file}: holds no embeddings (every image failed)")
     fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
     db = table.embeddings
+    bad = []
     if duplicates:
         pairs = find_duplicates(db, table.paths, threshold)
         records = [{"a": a, "b": b, "similarity": round(s, 6)} for a, b, s in pairs]
@@ -60,8 +74,15 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
         from ..classifier import Embedder
 
         meta = table.meta
+        recorded = meta.get("weights")
+        if weights is None:
+            weights = recorded or "imagenet"
+        elif recorded and recorded != weights:
+            click.echo(f"warning: {embeddings_file} was made with --weights {recorded}; the queries use {weights}, "
+                       "so their similarities are not comparable", err=True)
         embedder = Embedder(weights=weights, pooling=meta.get("pooling") or "avg",
-                            normalize=bool(meta.get("normalize")), precision=precision, runtime=runtime)
+                            normalize=bool(meta.get("normalize")), resize=meta.get("resize") or "center-crop",
+                            precision=precision, runtime=runtime)
         got = embedder.records(list(queries))
         bad = [r for r in got if r.error is not None]
         if len(bad) == len(got):
@@ -91,4 +112,6 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
                 stream.write(f"no pairs at or above {threshold}\n" if duplicates else "")
             else:
                 console(file=stream).print(rich_table(columns, rows, sections=sections[:-1]))
+    if not duplicates and bad:
+        sys.exit(1)  # some queries could not be read (as predict: each said so on stderr)
 

@@ -303,6 +303,9 @@ def read_ir(path, spec) -> ov.Model:
         model = core().read_model(str(path))
     except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError with long messages
         raise WeightsError(f"{path}: cannot read as an OpenVINO IR ({str(e).strip().splitlines()[0]})") from None
+    if not spec.include_top:
+        raise WeightsError(f"{path}: an exported IR ends with its classifier, so it cannot give embeddings: use the "
+                           ".h5 it was exported from")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise WeightsError(f"{path}: not an Xception IR (expected one input and one output)")
     shape = model.input(0).get_partial_shape()
