@@ -28,10 +28,12 @@ def test_ties_break_by_lower_index():
     assert [x.index for x in top_k(p, 4)[0]] == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("k", [0, 1001])
-def test_k_out_of_range(k):
-    with pytest.raises(ValueError, match="top_k must be between 1 and 1000"):
-        top_k(np.zeros((1, 1000)), k)
+def test_k_below_one_is_an_error_and_above_the_classes_is_capped():
+    with pytest.raises(ValueError, match="top_k must be at least 1, got 0"):
+        top_k(np.zeros((1, 1000)), 0)
+    assert len(top_k(np.zeros((1, 1000)), 1001)[0]) == 1000  # as `-k` with a model of 3 classes gives 3
+    (row,) = top_k(np.array([[0.2, 0.5, 0.3]]), 5, labels=["a", "b", "c"])
+    assert [(p.label, p.wnid) for p in row] == [("b", None), ("c", None), ("a", None)]
 
 
 def test_to_dict_schema():
