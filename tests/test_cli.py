@@ -167,3 +167,19 @@ def test_unwritable_output_fails_before_any_work(run, image_dir, tmp_path):
     r = run(image_dir, "-o", target)
     assert r.exit_code == 2
     assert r.stderr.strip() == f"Error: {target}: cannot write: folder {target.parent} does not exist"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["predict", "x.jpg", "-k", "0"], "Error: Invalid value for '-k' / '--top-k': 0 is not in the range 1<=x<=1000."
+                                      " (see 'xception predict -h')"),
+    (["predict"], "Error: Missing argument 'INPUTS...'. (see 'xception predict -h')"),
+    (["nope"], "Error: No such command 'nope'. (see 'xception -h')"),
+])
+def test_usage_errors_are_one_line(args, message):
+    r = CliRunner().invoke(cli, args, prog_name="xception")
+    assert r.exit_code == 2 and r.stderr.strip() == message
+
+
+def test_no_command_shows_the_help():
+    r = CliRunner().invoke(cli, [], prog_name="xception")
+    assert r.exit_code == 0 and r.stdout.startswith("Usage: xception")

@@ -6,6 +6,7 @@ command imports what it needs when it runs.
 
 from __future__ import annotations
 
+import sys
 import time
 
 STARTED = time.perf_counter()  # the closing line of `predict` counts the user's whole wait
@@ -23,7 +24,34 @@ from .summary import summary  # noqa: E402
 from .train import train  # noqa: E402
 
 
-@click.group(context_settings=CONTEXT)
+class OneLineErrors(click.Group):
+    """The group, with usage errors on one line (``Error: ... (see 'xception predict -h')``) rather
+    than Click's usage block; every other error already is one line (``common.friendly_errors``)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:  # `xception` alone: the help, as --help
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
+        except click.UsageError as e:
+            ctx = e.ctx
+            where = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+            click.echo(f"Error: {e.format_message()}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=OneLineErrors, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="xception")
 def cli():
     """Classify images with Xception (ImageNet, 1000 classes).
