@@ -125,6 +125,27 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def pipeline_options(fn):
+    """The options of every command that runs images through the network (predict, embed):
+    ``-b``, ``-j``, ``--weights``, ``--resize``, ``--precision``, ``--runtime``."""
+    from ..config import RESIZE_MODES
+
+    for option in reversed([
+        click.option("-b", "--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
+                     help="Images per model call."),
+        click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
+                     help="Decoding threads [default: one per core, 2-8]."),
+        weights_option(),
+        click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
+                     help="center-crop: short side to 299/0.875 then the centre 299x299 (bicubic); "
+                     "squash: straight to 299x299."),
+        precision_option,
+        runtime_option,
+    ]):
+        fn = option(fn)
+    return fn
+
+
 def input_list(inputs) -> list[str]:
     """INPUTS as given, with a ``-`` replaced by the paths listed on stdin."""
     from ..discovery import expand_stdin

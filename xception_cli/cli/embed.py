@@ -6,17 +6,14 @@ import sys
 
 import click
 
-from ..config import RESIZE_MODES
 from .common import (
     CONTEXT,
     friendly_errors,
     input_list,
-    precision_option,
+    pipeline_options,
     ray_options,
     require_stdout,
-    runtime_option,
     stderr_is_terminal,
-    weights_option,
 )
 
 FORMATS = ("jsonl", "npz", "parquet")
@@ -31,17 +28,9 @@ FORMATS = ("jsonl", "npz", "parquet")
 @click.option("--pooling", type=click.Choice(["avg", "max"]), default="avg", show_default=True,
               help="Global pooling of the last feature map (2048 values either way).")
 @click.option("--normalize", is_flag=True, help="Scale every embedding to unit L2 length.")
-@click.option("-b", "--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
-              help="Images per model call.")
-@click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
-              help="Decoding threads [default: one per core, 2-8].")
-@weights_option()
-@click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
-              help="As for predict.")
-@precision_option
-@runtime_option
+@pipeline_options
 @click.option("--resume", is_flag=True,
-              help="With -o FILE: skip inputs already embedded there, retry failures (same --pooling/--normalize).")
+              help="With -o FILE: skip inputs already embedded there, retry failures (same options as before).")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
 @ray_options
 @friendly_errors

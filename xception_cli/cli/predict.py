@@ -6,20 +6,17 @@ import sys
 
 import click
 
-from ..config import RESIZE_MODES
 from .common import (
     CONTEXT,
     friendly_errors,
     input_list,
     output_options,
     pick_format,
-    precision_option,
+    pipeline_options,
     ray_options,
     require_stdout,
-    runtime_option,
     stderr_is_terminal,
     warn,
-    weights_option,
 )
 
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -130,16 +127,7 @@ class _Bar:
 @click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Number of labels per image.")
 @output_options(FORMATS)
-@click.option("-b", "--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
-              help="Images per model call.")
-@click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
-              help="Decoding threads [default: one per core, 2-8].")
-@weights_option()
-@click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
-              help="center-crop: short side to 299/0.875 then the centre 299x299 (bicubic); "
-              "squash: straight to 299x299.")
-@precision_option
-@runtime_option
+@pipeline_options
 @click.option("--resume", is_flag=True,
               help="With -o FILE (jsonl/csv): skip inputs already classified there, retry failures, append.")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
