@@ -212,3 +212,57 @@ def test_embed_refuses_an_ir_and_mixed_weights_on_resume(photos, weights_file, t
     shutil.copy(photos / "cat.jpg", photos / "cat2.jpg")
     r = embed(photos, "-o", out, "--weights", "none", "--resume")
     assert r.exit_code == 2 and "made with other options weights=" in r.stderr
+
+
+# shard folders and stdin ------------------------------------------------------------------------
+
+def test_similar_reads_a_folder_of_shards(library, tmp_path):
+    """What `embed --ray -o DIR/` leaves: jsonl and parquet shards in no input order, one of them
+    holding only failures (Ray writes no embedding column then); merged, in path order."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = load_embeddings(str(library))
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    half = len(table.paths) // 2
+    with open(shards / "b_000000.jsonl", "w") as f:
+        for p, v in zip(table.paths[:half], table.vectors[:half]):
+            f.write(json.dumps({"path": p, "embedding": v.tolist()}) + "\n")
+    pq.write_table(pa.table({"path": table.paths[half:], "embedding": pa.array(
+        [v.tolist() for v in table.vectors[half:]], pa.list_(pa.float32()))}), shards / "a_000000.parquet")
+    pq.write_table(pa.table({"path": ["bad.jpg"], "error": ["not an image"]}), shards / "c_000000.parquet")
+    (shards / ".hidden.jsonl").write_text("junk\n")
+    merged = load_embeddings(str(shards))
+    assert merged.paths == sorted(table.paths) and merged.failed == [("bad.jpg", "not an image")]
+    order = [table.paths.index(p) for p in merged.paths]
+    np.testing.assert_array_equal(merged.embeddings, table.embeddings[order])
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--threshold", "0.97", "--embeddings", str(shards),
+                                 "-f", "jsonl"])
+    assert r.exit_code == 0, r.output
+    named = [{p["a"].rsplit("/", 1)[1], p["b"].rsplit("/", 1)[1]} for p in map(json.loads, r.stdout.splitlines())]
+    assert named[0] == {"cat.jpg", "cat-copy.jpg"}
+
+
+def test_a_folder_that_holds_no_embeddings_is_one_line(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(empty)])
+    assert r.exit_code == 2 and "without .jsonl or .parquet shards" in r.stderr
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    pq.write_table(pa.table({"path": ["a.jpg"], "predictions": ["[]"]}), labels / "x.parquet")
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(labels)])
+    assert r.exit_code == 2 and "holds predictions, not embeddings" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_similar_reads_query_paths_from_stdin(library, photos, weights_file):
+    r = CliRunner().invoke(cli, ["similar", "-", "--embeddings", str(library), "-k", "1", "-f", "jsonl"],
+                           input=f"{photos / 'cat.jpg'}\n{photos / 'missing.jpg'}\n")
+    assert r.exit_code == 1 and "missing.jpg" in r.stderr
+    (rec,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rec["path"].endswith("cat.jpg") and rec["neighbors"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)

@@ -178,3 +178,17 @@ def test_predictor_in_a_users_own_dataset(local_ray, samples, weights_file, tmp_
     rows = sorted(out.take_all(), key=lambda r: r["path"])
     assert len(rows) == 4 and all(r["ok"] for r in rows)
     assert all(len(json.loads(r["record"])["predictions"]) == 3 for r in rows)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_embed_shards_feed_similar(local_ray, messy, weights_file, tmp_path, samples, fmt):
+    """`embed --ray -o DIR/` then `similar --embeddings DIR`: messy/sub/UPPER.JPG is a copy of a sample."""
+    out = tmp_path / "vectors"
+    r = CliRunner().invoke(cli, ["embed", str(messy), "--ray", "-o", f"{out}/", "-f", fmt, "--weights",
+                                 str(weights_file)])
+    assert r.exit_code == 1, r.output  # the empty and the text file
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--threshold", "0.999", "--embeddings", str(out),
+                                 "-f", "jsonl"])
+    assert r.exit_code == 0, r.output
+    pairs = records(r.stdout)
+    assert [{os.path.basename(p["a"]), os.path.basename(p["b"])} for p in pairs] == [{samples[0].name, "UPPER.JPG"}]

@@ -578,8 +578,13 @@ class EmbeddingTable:
         raw = (table.schema.metadata or {}).get(b"xception")
         meta = json.loads(raw) if raw else {}
         out = cls(meta=meta)
-        errors = table.column("error").to_pylist() if "error" in table.column_names else [None] * table.num_rows
-        for path, vec, err in zip(table.column("path").to_pylist(), table.column("embedding").to_pylist(), errors):
+        names = table.column_names
+        if "embedding" not in names and "predictions" in names:
+            raise ValueError("it holds predictions, not embeddings")
+        errors = table.column("error").to_pylist() if "error" in names else [None] * table.num_rows
+        # a Ray shard in which every image failed has no embedding column at all
+        vectors = table.column("embedding").to_pylist() if "embedding" in names else [None] * table.num_rows
+        for path, vec, err in zip(table.column("path").to_pylist(), vectors, errors):
             if err is None and vec is not None:
                 out.paths.append(path)
                 out.vectors.append(np.asarray(vec, np.float32))
@@ -632,8 +637,44 @@ class ArrayWriter:
         self.out.replace_contents(self.table.to_bytes(self.fmt))
 
 
+SHARD_SUFFIXES = (".jsonl", ".parquet")
+
+
 def load_embeddings(path: str) -> EmbeddingTable:
-    """Read an ``xception embed`` output (npz, parquet or jsonl) back; ``OutputError`` if it is none."""
+    """Read an ``xception embed`` output back; ``OutputError`` if it is none.
+
+    ``path``: an npz, parquet or jsonl file, or a folder of the ``.jsonl`` / ``.parquet`` shards
+    that ``embed --ray -o DIR/`` writes (merged, in path order, since shards hold no input order).
+    """
+    if os.path.isdir(path):
+        shards = sorted(e.path for e in os.scandir(path)
+                        if e.name.endswith(SHARD_SUFFIXES) and not e.name.startswith(".") and e.is_file())
+        if not shards:
+            raise OutputError(f"{path}: a folder without .jsonl or .parquet shards (expected the output of "
+                              "xception embed, or of embed --ray -o DIR/)")
+        table = EmbeddingTable()
+        for shard in shards:
+            part = _read_embeddings_file(shard)
+            table.meta = table.meta or part.meta
+            table.paths += part.paths
+            table.vectors += part.vectors
+            table.failed += part.failed
+        order = sorted(range(len(table.paths)), key=lambda i: table.paths[i])
+        table.paths = [table.paths[i] for i in order]
+        table.vectors = [table.vectors[i] for i in order]
+        table.failed.sort()
+    else:
+        table = _read_embeddings_file(path)
+    if not table.vectors:
+        raise OutputError(f"{path}: holds no embeddings (expected the output of xception embed: npz, parquet "
+                          "or jsonl)")
+    dims = {v.shape[0] for v in table.vectors}
+    if len(dims) != 1:
+        raise OutputError(f"{path}: embeddings of different lengths {sorted(dims)}")
+    return table
+
+
+def _read_embeddings_file(path: str) -> EmbeddingTable:
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -655,14 +696,8 @@ def load_embeddings(path: str) -> EmbeddingTable:
                 table.vectors.append(np.asarray(rec["embedding"], np.float32))
             elif isinstance(rec, dict) and "error" in rec:
                 table.failed.append((rec.get("path", ""), rec["error"]))
+        return table
     except OutputError:
         raise
     except (ValueError, OSError, KeyError) as e:
         raise OutputError(f"{path}: cannot read embeddings ({str(e).splitlines()[0]})") from None
-    if not table.vectors:
-        raise OutputError(f"{path}: holds no embeddings (expected the output of xception embed: npz, parquet "
-                          "or jsonl)")
-    dims = {v.shape[0] for v in table.vectors}
-    if len(dims) != 1:
-        raise OutputError(f"{path}: embeddings of different lengths {sorted(dims)}")
-    return table

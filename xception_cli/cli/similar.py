@@ -6,13 +6,22 @@ import json
 
 import click
 
-from .common import CONTEXT, FatalError, friendly_errors, open_output, precision_option, runtime_option
+from .common import (
+    CONTEXT,
+    FatalError,
+    friendly_errors,
+    input_list,
+    open_output,
+    precision_option,
+    runtime_option,
+)
 
 
 @click.command(context_settings=CONTEXT)
 @click.argument("queries", nargs=-1, metavar="[QUERY]...")
-@click.option("--embeddings", "embeddings_file", required=True, type=click.Path(dir_okay=False),
-              help="The output of `xception embed` (npz, parquet or jsonl).")
+@click.option("--embeddings", "embeddings_file", required=True, type=click.Path(),
+              help="The output of `xception embed` (npz, parquet or jsonl), or the folder of shards "
+              "`embed --ray -o DIR/` wrote.")
 @click.option("-k", "--top-k", type=click.IntRange(1, 10000), default=5, show_default=True,
               help="Neighbours per query.")
 @click.option("--duplicates", is_flag=True, help="List pairs of stored images at least --threshold alike.")
@@ -34,6 +43,7 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
       xception embed ~/Photos -o photos.npz
       xception similar beach.jpg --embeddings photos.npz -k 10
       xception similar --duplicates --threshold 0.97 --embeddings photos.npz
+      find ~/new -name '*.jpg' | xception similar - --embeddings photos.npz
 
     Queries are embedded on the fly with the same pooling and normalisation as the file (use the
     same --weights). Brute force in NumPy: fine up to a few hundred thousand stored images.
@@ -46,6 +56,8 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
     from ..similar import duplicates as find_duplicates
     from ..similar import nearest
 
+    if queries:
+        queries = input_list(queries)  # '-': paths from stdin
     if bool(queries) == duplicates:
         raise click.UsageError("give QUERY images, or --duplicates (not both)")
     if threshold != threshold:  # NaN
