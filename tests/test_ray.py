@@ -192,3 +192,25 @@ def test_embed_shards_feed_similar(local_ray, messy, weights_file, tmp_path, sam
     assert r.exit_code == 0, r.output
     pairs = records(r.stdout)
     assert [{os.path.basename(p["a"]), os.path.basename(p["b"])} for p in pairs] == [{samples[0].name, "UPPER.JPG"}]
+
+
+def test_predict_parquet_shards(local_ray, messy, weights_file, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "labels"
+    args = ["predict", str(messy), "--ray", "-o", f"{out}/", "-f", "parquet", "--weights", str(weights_file)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1, r.output
+    rows = [row for f in sorted(out.glob("*.parquet")) for row in pq.read_table(f).to_pylist()]
+    assert sorted(row["path"] for row in rows) == sorted(str(p) for p in messy.rglob("*.*") if p.is_file())
+    bad = {os.path.basename(row["path"]) for row in rows if row["error"]}
+    assert bad == {"empty.jpg", "text.jpg"}
+    good = [row for row in rows if not row["error"]]
+    assert all(len(row["predictions"]) == 5 and row["predictions"][0]["rank"] == 1 for row in good)
+    r = CliRunner().invoke(cli, args)  # a rerun retries only the failures
+    assert r.exit_code == 1 and "5 already recorded" in r.stderr and "2 to go" in r.stderr
+
+
+def test_parquet_is_only_for_shards(tmp_path, messy):
+    r = CliRunner().invoke(cli, ["predict", str(messy), "-o", str(tmp_path / "x.parquet")])
+    assert r.exit_code == 2 and "parquet is written only as Ray shards" in r.stderr
+    assert not (tmp_path / "x.parquet").exists()

@@ -264,7 +264,8 @@ def _parquet_columns(batch) -> dict:
     """``record`` JSON -> typed columns for Parquet: path, predictions | embedding, error."""
     import pyarrow as pa
 
-    recs = [json.loads(t) for t in batch["record"]]
+    column = batch["record"]  # a ChunkedArray of strings, or a NumPy array, depending on the block
+    recs = [json.loads(str(t)) for t in (column.to_pylist() if hasattr(column, "to_pylist") else column)]
     cols = {"path": pa.array([r["path"] for r in recs], pa.string()),
             "error": pa.array([r.get("error") for r in recs], pa.string())}
     if any("embedding" in r for r in recs):

@@ -126,7 +126,7 @@ class _Bar:
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
 @click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Number of labels per image.")
-@output_options(FORMATS)
+@output_options(FORMATS + ("parquet",))
 @pipeline_options
 @click.option("--resume", is_flag=True,
               help="With -o FILE (jsonl/csv): skip inputs already classified there, retry failures, append.")
@@ -150,11 +150,16 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
     inputs failed, 2 usage, weights or no-input errors, 130 interrupted.
     """
     from ..jobs import PredictJob, PredictOptions
+    from ..scale import is_shard_target
     from . import STARTED
 
     inputs = input_list(inputs)
+    chosen = pick_format(fmt, output, FORMATS + ("parquet",), "jsonl")
+    if chosen == "parquet" and not (use_ray and is_shard_target(output)):
+        raise click.UsageError("parquet is written only as Ray shards (--ray -o DIR/ or -o s3://.../); "
+                               "for one file use jsonl, csv or json")
     options = PredictOptions(
-        inputs=inputs, top_k=top_k, fmt=pick_format(fmt, output, FORMATS, "jsonl"), fmt_explicit=fmt is not None,
+        inputs=inputs, top_k=top_k, fmt=chosen, fmt_explicit=fmt is not None,
         output=output, batch_size=batch_size, workers=workers, weights=weights, resize=resize,
         precision=precision, runtime=runtime, resume=resume,
     )
