@@ -36,6 +36,26 @@ def test_importing_the_package_does_not_import_tensorflow():
     assert out.stdout.strip() == "False"
 
 
+def test_the_command_loads_keras_without_scikit_learn(tmp_path):
+    """Keras imports scikit-learn (~0.7 s) whenever it is installed; the command skips it, the API doesn't."""
+    pytest.importorskip("sklearn")
+    code = (
+        "import atexit, sys\n"
+        "from xception_cli.cli import main\n"
+        "atexit.register(lambda: print('KERAS', 'keras' in sys.modules, 'SKLEARN', 'sklearn' in sys.modules))\n"
+        "sys.argv = ['xception', 'summary', '-f', 'json']\n"
+        "main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("KERAS True SKLEARN False")
+    json.loads(out.stdout.rsplit("KERAS", 1)[0])  # the summary itself is whole
+    api = ("import sys\nfrom xception_cli.runtimes.tensorflow import import_tensorflow_quietly\n"
+           "import_tensorflow_quietly()\nprint('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", api], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True"  # a Python user's process keeps Keras's usual imports
+
+
 def test_version():
     r = CliRunner().invoke(cli, ["--version"])
     assert r.exit_code == 0 and r.output.startswith("xception, version ")

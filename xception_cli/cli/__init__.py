@@ -75,12 +75,17 @@ for command in (predict, embed, similar, train, summary, benchmark, export):
     cli.add_command(command)
 
 
+IN_COMMAND = False
+
+
 def main() -> None:
     import os
     import sys
 
     from . import common
 
+    global IN_COMMAND
+    IN_COMMAND = True  # the `xception` process: Keras loads without scikit-learn (runtimes.tensorflow)
     # Started with stdout or stderr closed (`>&-`, `2>&-`): stderr messages go nowhere; results
     # meant for stdout are refused with a message (see common.require_stdout).
     if sys.stderr is None:
