@@ -233,6 +233,8 @@ def test_similar_reads_a_folder_of_shards(library, tmp_path):
         [v.tolist() for v in table.vectors[half:]], pa.list_(pa.float32()))}), shards / "a_000000.parquet")
     pq.write_table(pa.table({"path": ["bad.jpg"], "error": ["not an image"]}), shards / "c_000000.parquet")
     (shards / ".hidden.jsonl").write_text("junk\n")
+    with open(shards / "d_000000.jsonl", "w") as f:  # a rerun's copy of one image: listed once
+        f.write(json.dumps({"path": table.paths[0], "embedding": table.vectors[0].tolist()}) + "\n")
     merged = load_embeddings(str(shards))
     assert merged.paths == sorted(table.paths) and merged.failed == [("bad.jpg", "not an image")]
     order = [table.paths.index(p) for p in merged.paths]

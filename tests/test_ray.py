@@ -214,3 +214,26 @@ def test_parquet_is_only_for_shards(tmp_path, messy):
     r = CliRunner().invoke(cli, ["predict", str(messy), "-o", str(tmp_path / "x.parquet")])
     assert r.exit_code == 2 and "parquet is written only as Ray shards" in r.stderr
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_shard_folder_keeps_other_files_and_any_format_counts(local_ray, messy, weights_file, tmp_path):
+    """Rerunning into a folder (even a user's own, with -f switched) touches only this task's shards."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = {"notes.jsonl": '{"name": "my notes"}\n', "data.csv": "a,b\n1,2\n"}
+    for name, text in mine.items():
+        (out / name).write_text(text)
+    base = ["predict", str(messy), "--ray", "-o", str(out), "--weights", str(weights_file)]
+    r = CliRunner().invoke(cli, [*base, "-f", "csv"])
+    assert r.exit_code == 1, r.output
+    (shard,) = [p for p in out.iterdir() if p.name.startswith("xception-predict-")]
+    assert shard.suffix == ".csv"
+    (messy / "text.jpg").unlink()
+    r = CliRunner().invoke(cli, [*base, "-f", "jsonl"])
+    assert r.exit_code == 1 and "5 already recorded" in r.stderr and "1 to go" in r.stderr  # only empty.jpg
+    r = CliRunner().invoke(cli, ["embed", str(messy), "--ray", "-o", str(out), "--weights", str(weights_file)])
+    assert r.exit_code == 1 and "already recorded" not in r.stderr  # predict shards are not embeddings
+    for name, text in mine.items():
+        assert (out / name).read_text() == text
+    names = sorted(p.name.split("-")[1] for p in out.iterdir() if p.name.startswith("xception-"))
+    assert names == ["embed", "predict", "predict"]

@@ -652,20 +652,23 @@ def load_embeddings(path: str) -> EmbeddingTable:
         if not shards:
             raise OutputError(f"{path}: a folder without .jsonl or .parquet shards (expected the output of "
                               "xception embed, or of embed --ray -o DIR/)")
-        table = EmbeddingTable()
+        vectors: dict[str, np.ndarray] = {}  # a path in several shards (reruns, formats): the last
+        failed: dict[str, str] = {}
+        meta: dict = {}
         for shard in shards:
             part = _read_embeddings_file(shard)
-            table.meta = table.meta or part.meta
-            table.paths += part.paths
-            table.vectors += part.vectors
-            table.failed += part.failed
-        order = sorted(range(len(table.paths)), key=lambda i: table.paths[i])
-        table.paths = [table.paths[i] for i in order]
-        table.vectors = [table.vectors[i] for i in order]
-        table.failed.sort()
+            meta = meta or part.meta
+            vectors.update(zip(part.paths, part.vectors))
+            failed.update(part.failed)
+        table = EmbeddingTable(paths=sorted(vectors), meta=meta,
+                               failed=sorted((p, e) for p, e in failed.items() if p not in vectors))
+        table.vectors = [vectors[p] for p in table.paths]
     else:
         table = _read_embeddings_file(path)
     if not table.vectors:
+        if table.failed:
+            raise OutputError(f"{path}: holds no embeddings: every image in it failed ({len(table.failed)} error "
+                              "record(s))")
         raise OutputError(f"{path}: holds no embeddings (expected the output of xception embed: npz, parquet "
                           "or jsonl)")
     dims = {v.shape[0] for v in table.vectors}

@@ -10,9 +10,10 @@ Records, schema, error records and exit codes are those of the local pipeline.
   Objects are listed by the driver and read by the decoding tasks, so an unreadable, vanished or
   non-image object is an error record, never a failed job.
 - Output: ``-o FILE`` (local) as ``predict`` writes it, streamed in input order, with
-  ``--resume``; or ``-o DIR/`` / ``-o s3://bucket/prefix/`` written as shards by Ray Data's
-  writers (JSON Lines, CSV or Parquet), so the driver never holds the results. A rerun into the
-  same shard folder skips what is recorded there and retries the failures.
+  ``--resume``; or ``-o DIR/`` / ``-o s3://bucket/prefix/`` written as shard files (JSON Lines,
+  CSV or Parquet) of ``SHARD_ROWS`` records as the results stream back (``ShardFolderWriter``). A
+  rerun into the same folder skips what the task's shards record and retries the failures; files
+  not named ``xception-<task>-*`` are never touched.
 
 ``XceptionPredictor`` is the class to drop into your own ``ray.data.Dataset.map_batches``.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -238,82 +240,176 @@ def is_shard_target(output: str | None) -> bool:
     return bool(output) and (output.endswith("/") or "://" in output or os.path.isdir(output))
 
 
-class ShardWriter:
-    """A Ray Data datasink writing our records, one shard file per block, as ``predict`` would."""
-
-    def __new__(cls, path, fmt, filesystem=None):
-        from ray.data.datasource.file_datasink import BlockBasedFileDatasink
-
-        from .output import CSV_HEADER, _csv_line, csv_rows
-
-        class _Sink(BlockBasedFileDatasink):
-            def write_block_to_file(self, block, file):
-                lines = []
-                for text in block.to_pandas()["record"]:
-                    if fmt == "jsonl":
-                        lines.append(text + "\n")
-                    else:
-                        lines.extend(_csv_line(row) for row in csv_rows(record_from_json(text)))
-                head = CSV_HEADER + "\n" if fmt == "csv" else ""
-                file.write((head + "".join(lines)).encode("utf-8", "surrogateescape"))
-
-        return _Sink(path, filesystem=filesystem, file_format=SHARD_SUFFIX[fmt].lstrip("."))
+SHARD_ROWS = 1000  # records per shard file
 
 
-def _parquet_columns(batch) -> dict:
-    """``record`` JSON -> typed columns for Parquet: path, predictions | embedding, error."""
+def shard_task(key: str) -> str:
+    """The task a shard holds, in its name: ``predict`` or ``embed``."""
+    return "embed" if key == "embedding" else "predict"
+
+
+def _shard_fs(uri: str):
+    import pyarrow.fs as pafs
+
+    return filesystem(uri) if "://" in uri else (pafs.LocalFileSystem(), os.path.abspath(uri))
+
+
+def _is_our_shard(name: str, task: str) -> bool:
+    return name.startswith(f"xception-{task}-") and name.endswith(tuple(SHARD_SUFFIX.values()))
+
+
+def _put(fs, path: str, data: bytes) -> None:
+    """``data`` as the whole file ``path``: on a local disk through a hidden temporary file and a
+    rename (a reader never sees half a shard); an object store's upload is whole anyway."""
+    import pyarrow.fs as pafs
+
+    if isinstance(fs, pafs.LocalFileSystem):
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def _parquet_bytes(records) -> bytes:
+    """Records as Parquet: columns path, error, and predictions (list of structs) or embedding."""
+    import io
+
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    column = batch["record"]  # a ChunkedArray of strings, or a NumPy array, depending on the block
-    recs = [json.loads(str(t)) for t in (column.to_pylist() if hasattr(column, "to_pylist") else column)]
+    from .output import record_dict
+
+    recs = [record_dict(r) for r in records]
     cols = {"path": pa.array([r["path"] for r in recs], pa.string()),
             "error": pa.array([r.get("error") for r in recs], pa.string())}
-    if any("embedding" in r for r in recs):
-        cols["embedding"] = pa.array([r.get("embedding") for r in recs], pa.list_(pa.float32()))
+    if any(r.embedding is not None for r in records):
+        cols["embedding"] = pa.array([None if r.embedding is None else np.asarray(r.embedding, np.float32).tolist()
+                                      for r in records], pa.list_(pa.float32()))
     else:
         pred = pa.struct([("rank", pa.int32()), ("index", pa.int32()), ("wnid", pa.string()),
                           ("label", pa.string()), ("probability", pa.float64())])
         cols["predictions"] = pa.array([r.get("predictions") for r in recs], pa.list_(pred))
-    return pa.table(cols)
+    buf = io.BytesIO()
+    pq.write_table(pa.table(cols), buf)
+    return buf.getvalue()
 
 
-def recorded_in_shards(uri: str, fmt: str, key: str) -> set[str]:
-    """Inputs recorded successfully in the shards under ``uri``; shards holding error records are
-    rewritten without them (those inputs are retried), as ``--resume`` does."""
+class ShardFolderWriter:
+    """Records written under a folder or bucket prefix as shard files
+    ``xception-{predict|embed}-{run}-{n:05d}.{jsonl|csv|parquet}``, ``rows`` records each, each
+    written whole as the results stream in; ``close()`` writes the last (also on Ctrl-C)."""
+
+    def __init__(self, uri: str, fmt: str, key: str, rows: int = SHARD_ROWS):
+        import uuid
+
+        from .output import WRITERS
+
+        self.fs, self.base = _shard_fs(uri)
+        self.fmt, self.rows, self.writers = fmt, rows, WRITERS
+        self.prefix = f"xception-{shard_task(key)}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self.pending: list = []
+        self.count = 0
+        self.fs.create_dir(self.base, recursive=True)
+
+    def write(self, records) -> None:
+        self.pending += records
+        while len(self.pending) >= self.rows:
+            self._flush(self.pending[:self.rows])
+            self.pending = self.pending[self.rows:]
+
+    def close(self) -> None:
+        if self.pending:
+            self._flush(self.pending)
+            self.pending = []
+
+    def _flush(self, records) -> None:
+        import io
+
+        if self.fmt == "parquet":
+            data = _parquet_bytes(records)
+        else:
+            buf = io.StringIO()
+            writer = self.writers[self.fmt](buf)
+            writer.write(records)
+            writer.close()
+            data = buf.getvalue().encode("utf-8", "surrogateescape")
+        name = f"{self.prefix}-{self.count:05d}{SHARD_SUFFIX[self.fmt]}"
+        _put(self.fs, f"{self.base}/{name}", data)
+        self.count += 1
+
+
+def record_key(path: str) -> str:
+    """How recorded inputs are matched: a URI as it is, a local path resolved (``path_key``)."""
+    from .output import path_key
+
+    return path if is_uri(path) else path_key(path)
+
+
+def recorded_in_shards(uri: str, key: str, warn=None) -> set[str]:
+    """``record_key``s of the inputs recorded successfully in the task's shards under ``uri`` (any
+    of the three formats). Shards holding error records are rewritten without them, so those inputs
+    are retried; files this tool did not write for this task are never read or touched."""
+    import base64
+    import io
+
     import pyarrow.fs as pafs
 
-    from .output import read_completed
+    from .output import _keys_of_text, read_completed
 
-    fs, path = filesystem(uri) if "://" in uri else (pafs.LocalFileSystem(), os.path.abspath(uri))
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
+    fs, base = _shard_fs(uri)
+    task = shard_task(key)
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=False, allow_not_found=True))
     done: set[str] = set()
-    for info in infos:
-        if info.type != pafs.FileType.File or not info.path.endswith(SHARD_SUFFIX[fmt]):
+    for info in sorted(infos, key=lambda i: i.path):
+        if info.type != pafs.FileType.File or not _is_our_shard(info.base_name, task):
             continue
         with fs.open_input_stream(info.path) as f:
             data = f.read()
-        if fmt == "parquet":
-            import io
+        fmt = os.path.splitext(info.base_name)[1].lstrip(".")
+        paths: list[str] = []
+        try:
+            if fmt == "parquet":
+                import pyarrow.parquet as pq
 
-            import pyarrow.parquet as pq
+                table = pq.read_table(io.BytesIO(data))
+                ok = table.filter(table.column("error").is_null())
+                paths = ok.column("path").to_pylist()
+                new = None
+                if ok.num_rows != table.num_rows:
+                    buf = io.BytesIO()
+                    pq.write_table(ok, buf)
+                    new = buf.getvalue() if ok.num_rows else b""
+            else:
+                text = data.decode("utf-8", "surrogateescape")
+                _, kept = read_completed(text, fmt, key=key)
+                if fmt == "jsonl":
+                    for line in kept:
+                        rec = json.loads(line)
+                        raw = rec.get("path_base64")
+                        paths.append(os.fsdecode(base64.b64decode(raw)) if raw else rec["path"])
+                else:
+                    import csv
 
-            table = pq.read_table(io.BytesIO(data))
-            ok = table.filter(table.column("error").is_null())
-            done.update(ok.column("path").to_pylist())
-            if ok.num_rows != table.num_rows:
-                buf = io.BytesIO()
-                pq.write_table(ok, buf)
-                with fs.open_output_stream(info.path) as out:
-                    out.write(buf.getvalue())
+                    paths = list(dict.fromkeys(row[0] for row in csv.reader(io.StringIO("".join(kept[1:]),
+                                                                                          newline=""))))
+                joined = "".join(kept)
+                body = joined if fmt == "jsonl" or len(kept) > 1 else ""
+                new = body.encode("utf-8", "surrogateescape") if body != text else None
+        except Exception as e:  # noqa: BLE001 - an unreadable shard is reported and left alone
+            if warn is not None:
+                warn(f"{info.path}: not a readable shard, left as it is ({str(e).splitlines()[0]})")
             continue
-        text = data.decode("utf-8", "surrogateescape")
-        _, kept = read_completed(text, fmt, key=key)
-        for line in kept[1 if fmt == "csv" else 0:]:
-            done.add(json.loads(line)["path"] if fmt == "jsonl" else line.split(",", 1)[0].strip('"'))
-        new = "".join(kept)
-        if new != text:
-            with fs.open_output_stream(info.path) as out:
-                out.write(new.encode("utf-8", "surrogateescape"))
+        for p in paths:
+            done |= {p} if is_uri(p) else {record_key(p)} | _keys_of_text(p, None)
+        if new is not None:
+            if new:
+                _put(fs, info.path, new)
+            else:
+                fs.delete_file(info.path)  # nothing but failures: they are retried
     return done
 
 
@@ -414,8 +510,7 @@ def plan_actors(ray, requested: int | None) -> tuple[int, float]:
 def run_ray_job(job, address: str | None, actors: int | None) -> int:
     """``jobs.PredictJob`` on Ray Data: the same inputs, records, output rules and exit codes."""
     from .discovery import discover
-    from .jobs import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, NoInputs
-    from .output import display_path, path_key
+    from .output import display_path
 
     o, ui = job.o, job.ui
     local = [x for x in o.inputs if not is_uri(x)]
@@ -425,7 +520,34 @@ def run_ray_job(job, address: str | None, actors: int | None) -> int:
     missing = set(found.missing) if found else set()
     for raw, why in (found.problems if found else []):
         ui.warn(f"{display_path(raw)[0]}: {why}")
+    was_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()
     ray = init_ray(address)
+    try:
+        return _run_on_ray(job, ray, names, missing, uris, actors)
+    finally:
+        if not was_up:  # a Ray this command started: stopped now, so Ctrl-C can't hit Ray's atexit hook
+            _shutdown_quietly(ray)
+
+
+def _shutdown_quietly(ray) -> None:
+    import signal
+
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        ray.shutdown()
+        return
+    try:
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _run_on_ray(job, ray, names, missing, uris, actors) -> int:
+    from .jobs import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, NoInputs
+    from .output import display_path, path_key
+
+    o, ui = job.o, job.ui
     for uri in uris:
         listed = list_uri(uri)
         if not listed:
@@ -439,9 +561,8 @@ def run_ray_job(job, address: str | None, actors: int | None) -> int:
     if shards:
         if o.fmt not in SHARD_FORMATS:
             raise OutputError(f"{o.output}: shards are written as jsonl, csv or parquet, not {o.fmt}")
-        done = recorded_in_shards(o.output, o.fmt, o.head.key)
-        keep = [n for n in names if n not in done and (is_uri(n) or path_key(n) not in {path_key(d) for d in done
-                                                                                            if not is_uri(d)})]
+        done = recorded_in_shards(o.output, o.head.key, warn=ui.warn)
+        keep = [n for n in names if record_key(n) not in done]
         if len(keep) != len(names):
             ui.info(f"{len(names) - len(keep)} already recorded in {o.output}, {len(keep)} to go")
         names = keep
@@ -462,49 +583,32 @@ def run_ray_job(job, address: str | None, actors: int | None) -> int:
     ds = build_dataset(names, missing, o, n_actors, per_actor, progress=getattr(ui, "show_progress", False))
     interrupted = False
     try:
-        if shards:
-            import warnings
+        from .output import ARRAY_FORMATS, WRITERS, ArrayWriter
 
-            results = ds.materialize()  # in the cluster's object store, not on the driver
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Ray suggests expressions over Python filters
-                failures = results.filter(lambda r: not r["ok"])
-            for row in failures.iter_rows():
-                ui.warn(f"{row['path']}: {json.loads(row['record'])['error']}")
-                stats.failed += 1
-            stats.nodes = set(results.unique("node"))
-            stats.done = results.count() - stats.failed
-            fs, path = (filesystem(o.output) if "://" in o.output else (None, os.path.abspath(o.output)))
-            if o.fmt == "parquet":
-                results.map_batches(_parquet_columns, batch_format="pyarrow").drop_columns([]).write_parquet(
-                    path, filesystem=fs)
-            else:
-                results.write_datasink(ShardWriter(path, o.fmt, filesystem=fs))
+        if shards:  # shard files, written as the results stream back: Ctrl-C keeps what is done
+            writer = ShardFolderWriter(o.output, o.fmt, o.head.key)
+        elif o.fmt in ARRAY_FORMATS:
+            writer = ArrayWriter(out, o.fmt, job._array_meta(), earlier=out.earlier_arrays)
         else:
-            from .output import ARRAY_FORMATS, WRITERS, ArrayWriter
-
-            if o.fmt in ARRAY_FORMATS:
-                writer = ArrayWriter(out, o.fmt, job._array_meta(), earlier=out.earlier_arrays)
-            else:
-                stream = out.begin() if out is not None else job.stdout
-                writer = WRITERS[o.fmt](stream, append=out is not None and out.append)
-            try:
-                for batch in ds.iter_batches(batch_size=o.batch_size, batch_format="numpy"):
-                    records = [record_from_json(t) for t in batch["record"]]
-                    for r in records:
-                        if r.error is not None:
-                            ui.warn(f"{display_path(r.path)[0]}: {r.error}")
-                            stats.failed += 1
-                        else:
-                            stats.done += 1
-                    stats.nodes.update(batch["node"].tolist())
-                    writer.write(records)
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                writer.close()
-                if out is not None:
-                    out.close()
+            stream = out.begin() if out is not None else job.stdout
+            writer = WRITERS[o.fmt](stream, append=out is not None and out.append)
+        try:
+            for batch in ds.iter_batches(batch_size=o.batch_size, batch_format="numpy"):
+                records = [record_from_json(t) for t in batch["record"]]
+                for r in records:
+                    if r.error is not None:
+                        ui.warn(f"{display_path(r.path)[0]}: {r.error}")
+                        stats.failed += 1
+                    else:
+                        stats.done += 1
+                stats.nodes.update(batch["node"].tolist())
+                writer.write(records)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            writer.close()
+            if out is not None:
+                out.close()
     except KeyboardInterrupt:
         interrupted = True
     elapsed = time.perf_counter() - started

@@ -70,9 +70,7 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
         if clash is not None:
             raise FatalError(f"{output}: is one of this command's inputs ({clash}); writing there would destroy "
                              "it: choose another -o")
-    table = load_embeddings(embeddings_file)
-    if not len(table.vectors):
-        raise FatalError(f"{embeddings_file}: holds no embeddings (every image failed)")
+    table = load_embeddings(embeddings_file)  # OutputError when it holds no embeddings
     fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
     db = table.embeddings
     bad = []
