@@ -51,7 +51,7 @@ def test_openvino_ir_round_trips(float32_ir, weights_file, photos_batch, referen
     import openvino as ov
 
     assert float32_ir.with_suffix(".bin").stat().st_size > 88e6  # float32 kept, not fp16
-    meta = json.loads(float32_ir.with_suffix(".meta.json").read_text())
+    meta = json.loads(float32_ir.with_name(float32_ir.name + ".meta.json").read_text())
     assert meta["format"] == "openvino" and meta["precision"] == "float32"
     assert meta["weights"]["md5"] == md5(weights_file)
     assert len(meta["labels"]) == 1000 and meta["labels"][281] == ["n02123045", "tabby"]
@@ -116,7 +116,7 @@ def test_int8_export_checks_itself_and_is_deterministic(tmp_path, weights_file, 
     assert 0 < check["max_abs_probability_difference"] < 0.5
     assert "broken.jpg" in r.stderr  # the unreadable photo is named, and skipped
     assert md5(outs[0].with_suffix(".bin")) == md5(outs[1].with_suffix(".bin"))  # same photos, same model
-    meta = json.loads(outs[0].with_suffix(".meta.json").read_text())
+    meta = json.loads(outs[0].with_name(outs[0].name + ".meta.json").read_text())
     assert meta["precision"] == "int8" and meta["int8"]["held_out_photos"] == 3
     assert outs[0].with_suffix(".bin").stat().st_size < 40e6  # INT8 weights
     # predict runs it, with ImageNet labels, and says it ran INT8 in benchmark records
@@ -167,8 +167,7 @@ def test_missing_optional_package_says_how_to_install(monkeypatch):
 def test_saved_model_signatures_and_labels(tmp_path, weights_file, samples, photos_batch, reference_probs):
     import tensorflow as tf
 
-    out = tmp_path / "serving" / "xception" / "1"
-    out.parent.mkdir(parents=True)
+    out = tmp_path / "serving" / "xception" / "1"  # the folders are made (serving layouts are deep)
     r = export("saved-model", "-o", out, "--weights", weights_file)
     assert r.exit_code == 0, r.output
     loaded = tf.saved_model.load(str(out))
@@ -196,7 +195,32 @@ def test_onnx_round_trips_in_onnx_runtime(tmp_path, weights_file, photos_batch, 
     assert_same(probs, reference_probs)
     props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
     assert props["xception.precision"] == "float32"
-    assert json.loads(out.with_suffix(".meta.json").read_text())["weights"]["md5"] == md5(weights_file)
+    assert json.loads(out.with_name(out.name + ".meta.json").read_text())["weights"]["md5"] == md5(weights_file)
+
+
+def test_an_ir_and_an_onnx_file_of_one_name_keep_their_own_metadata(float32_ir, weights_file):
+    from xception_cli.export import read_metadata
+
+    onnx_out = float32_ir.with_suffix(".onnx")
+    r = export("onnx", "-o", onnx_out, "--weights", weights_file)
+    assert r.exit_code == 0, r.output
+    assert read_metadata(float32_ir)["format"] == "openvino" and read_metadata(onnx_out)["format"] == "onnx"
+    # a metadata file of the older name is read only when it describes this format
+    legacy = float32_ir.with_suffix(".meta.json")
+    legacy.write_text(json.dumps({"format": "onnx", "labels": [["", "wrong"]]}))
+    solo = float32_ir.with_name("solo.xml")
+    assert read_metadata(solo) is None
+    (float32_ir.parent / "solo.meta.json").write_text(json.dumps({"format": "openvino", "labels": [["", "ok"]]}))
+    assert read_metadata(solo)["labels"] == [["", "ok"]]
+
+
+def test_saved_model_onto_a_file_says_so(tmp_path, weights_file):
+    f = tmp_path / "cat.jpg"
+    f.write_bytes(b"x")
+    r = export("saved-model", "-o", f, "--weights", weights_file)
+    assert r.exit_code == 2 and "a SavedModel is a folder, and this is a file" in r.stderr
+    r = export("saved-model", "-o", f / "1", "--weights", weights_file)
+    assert r.exit_code == 2 and "is a file, not a folder" in r.stderr and f.read_bytes() == b"x"
 
 
 def test_benchmark_compares_two_weights_files(float32_ir, weights_file, image_dir):

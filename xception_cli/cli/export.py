@@ -34,9 +34,9 @@ def export(fmt, output, weights, int8, calibrate, calibration_size, resize, out_
       xception export onnx -o xception.onnx
       xception predict ~/Photos --weights xception-int8.xml
 
-    Each export writes NAME.meta.json beside the model (weights md5, preprocessing, labels,
-    precision). INT8 changes the numbers: the command prints top-1 agreement and max |dp|
-    against float32 on held-out photos.
+    Each export writes NAME.EXT.meta.json beside the model (in a SavedModel: xception.meta.json):
+    weights md5, preprocessing, labels, precision. INT8 changes the numbers: the command prints
+    top-1 agreement and max |dp| against float32 on held-out photos.
     """
     import json
 

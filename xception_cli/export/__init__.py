@@ -56,12 +56,15 @@ def require(module: str, feature: str):
 
 
 def metadata_path(model_path: str | os.PathLike) -> Path:
-    """Where the metadata of an exported model lives: ``x.xml`` -> ``x.meta.json``; a folder holds
-    ``xception.meta.json``."""
+    """Where the metadata of an exported model lives: ``x.xml`` -> ``x.xml.meta.json`` (so an IR
+    and an ONNX file of one name keep their own); a folder (SavedModel) holds ``xception.meta.json``."""
     p = Path(model_path)
     if p.is_dir() or p.suffix == "":
         return p / ("xception" + META_SUFFIX)
-    return p.with_suffix(META_SUFFIX)
+    return p.with_name(p.name + META_SUFFIX)
+
+
+FORMAT_OF_SUFFIX = {".xml": "openvino", ".onnx": "onnx"}
 
 
 def read_metadata(model_path: str | os.PathLike) -> dict | None:
@@ -70,7 +73,15 @@ def read_metadata(model_path: str | os.PathLike) -> dict | None:
     try:
         return json.loads(p.read_text("utf-8"))
     except (OSError, ValueError):
+        pass
+    # Exports before per-format names wrote x.meta.json: used only when it describes this format.
+    legacy = Path(model_path).with_suffix(META_SUFFIX)
+    try:
+        meta = json.loads(legacy.read_text("utf-8"))
+    except (OSError, ValueError):
         return None
+    fmt = FORMAT_OF_SUFFIX.get(Path(model_path).suffix.lower())
+    return meta if isinstance(meta, dict) and fmt is not None and meta.get("format") == fmt else None
 
 
 def class_labels(source) -> list[list]:
@@ -126,6 +137,15 @@ def _write_metadata(path: Path, meta: dict) -> str:
 
 def _check_target(output: str | os.PathLike, fmt: str) -> Path:
     out = Path(output)
+    if fmt == "saved-model":  # serving layouts are deep (models/NAME/VERSION): made as needed
+        if out.exists() and not out.is_dir():
+            raise ExportError(f"{out}: a SavedModel is a folder, and this is a file")
+        if out.exists() and any(out.iterdir()):
+            raise ExportError(f"{out}: a SavedModel is a folder, and this one exists and is not empty")
+        blocker = next((a for a in out.parents if a.exists() and not a.is_dir()), None)
+        if blocker is not None:
+            raise ExportError(f"{out}: cannot write: {blocker} is a file, not a folder")
+        return out
     if not out.parent.exists():
         raise ExportError(f"{out}: cannot write: folder {out.parent} does not exist")
     if fmt == "openvino" and out.suffix != ".xml":
@@ -133,8 +153,6 @@ def _check_target(output: str | os.PathLike, fmt: str) -> Path:
                           f"use -o {out.with_suffix('.xml')}")
     if fmt == "onnx" and out.suffix != ".onnx":
         raise ExportError(f"{out}: an ONNX model is written as NAME.onnx: use -o {out.with_suffix('.onnx')}")
-    if fmt == "saved-model" and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out}: a SavedModel is a folder, and this one exists and is not empty")
     return out
 
 
