@@ -268,3 +268,25 @@ def test_similar_reads_query_paths_from_stdin(library, photos, weights_file):
     assert r.exit_code == 1 and "missing.jpg" in r.stderr
     (rec,) = [json.loads(line) for line in r.stdout.splitlines()]
     assert rec["path"].endswith("cat.jpg") and rec["neighbors"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_an_unexpected_error_is_one_line_and_exit_2(library, monkeypatch):
+    import xception_cli.similar
+
+    def boom(*a, **k):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(xception_cli.similar, "duplicates", boom)
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(library)])
+    assert r.exit_code == 2  # 1 would mean "some inputs failed"
+    assert r.stderr.strip() == "Error: unexpected RuntimeError: boom (set XCEPTION_DEBUG=1 for details)"
+
+
+def test_a_library_where_every_image_failed(photos, weights_file, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "text.jpg").write_text("no")
+    assert embed(bad, "-o", tmp_path / "bad.npz", "--weights", weights_file).exit_code == 1
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(tmp_path / "bad.npz")])
+    assert r.exit_code == 2 and "every image in it failed (2 error record(s))" in r.stderr

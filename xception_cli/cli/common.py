@@ -43,8 +43,7 @@ def friendly_errors(fn):
                 sys.exit(130)
             if os.environ.get(DEBUG_ENV):
                 raise
-            raise click.ClickException(
-                f"unexpected ImportError: {one_line(e)} (set {DEBUG_ENV}=1 for details)") from None
+            raise FatalError(f"unexpected ImportError: {one_line(e)} (set {DEBUG_ENV}=1 for details)") from None
         except BrokenPipeError:
             # The reader went away (`xception predict dir | head`): stop quietly, as Unix tools do.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -57,9 +56,8 @@ def friendly_errors(fn):
         except Exception as e:  # noqa: BLE001 - last line of defence: no tracebacks for users
             if os.environ.get(DEBUG_ENV):
                 raise
-            raise click.ClickException(
-                f"unexpected {type(e).__name__}: {one_line(e)} (set {DEBUG_ENV}=1 for details)"
-            ) from None
+            # exit 2, as every fatal error: 1 means "some inputs failed"
+            raise FatalError(f"unexpected {type(e).__name__}: {one_line(e)} (set {DEBUG_ENV}=1 for details)") from None
 
     return wrapper
 
