@@ -96,6 +96,15 @@ def test_too_small_a_class_is_refused_before_any_work(tmp_path, weights_file):
     assert r.exit_code == 2 and "training needs at least 2" in r.stderr
 
 
+def test_a_val_dir_sharing_training_photos_is_refused(tmp_path, weights_file):
+    root = make_dataset(tmp_path / "d", per_class=4)
+    out = tmp_path / "m.h5"
+    r = CliRunner().invoke(cli, ["train", str(root), "--val-dir", str(root), "-o", str(out), "--weights",
+                                 str(weights_file)])
+    assert r.exit_code == 2 and "of its photos are training photos too" in r.stderr
+    assert not out.exists()
+
+
 def test_fine_tuning_keeps_batchnorm_statistics_frozen(dataset, weights_file, tmp_path):
     out = tmp_path / "ft.h5"
     r = CliRunner().invoke(cli, ["train", str(dataset), "-o", str(out), "--weights", str(weights_file), "--epochs",

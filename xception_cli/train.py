@@ -89,6 +89,11 @@ def prepare(o: TrainOptions) -> Dataset:
         unknown = sorted(set(val_classes) - set(classes))
         if unknown:
             raise TrainError(f"{o.val_dir}: classes not in {o.data_dir}: {', '.join(unknown)}")
+        seen = {os.path.realpath(p) for p, _ in items}
+        shared = [p for p, _ in val_items if os.path.realpath(p) in seen]
+        if shared:
+            raise TrainError(f"{o.val_dir}: {len(shared)} of its photos are training photos too ({shared[0]}): "
+                             "validate on other photos, or leave out --val-dir for a held-out split")
         index = {c: i for i, c in enumerate(classes)}
         return Dataset(classes, items, [(p, index[val_classes[y]]) for p, y in val_items])
     if not 0 < o.val_split < 1:
