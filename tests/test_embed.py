@@ -102,14 +102,33 @@ def test_resume_skips_what_is_done_and_retries_failures(ext, photos, weights_fil
     assert "5 already embedded" in r.stderr and "0 to go" in r.stderr
 
 
-def test_resume_with_other_options_is_refused(photos, weights_file, tmp_path):
-    out = tmp_path / "e.npz"
+@pytest.mark.parametrize("ext", ["npz", "jsonl"])
+def test_resume_with_other_options_is_refused(ext, photos, weights_file, tmp_path):
+    out = tmp_path / f"e.{ext}"
     assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 0
     before = out.read_bytes()
     (photos / "new.jpg").write_bytes((photos / "cat.jpg").read_bytes())
     r = embed(photos, "-o", out, "--weights", weights_file, "--resume", "--pooling", "max")
     assert r.exit_code == 2 and "pooling=avg (now max)" in r.stderr
+    assert "embedded" not in r.stderr  # refused before the model loads
     assert out.read_bytes() == before
+
+
+def test_jsonl_embeddings_record_their_options(photos, weights_file, tmp_path):
+    out = tmp_path / "e.jsonl"
+    assert embed(photos, "-o", out, "--weights", weights_file, "--normalize").exit_code == 0
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(r["options"] == {"pooling": "avg", "normalize": True, "weights": str(weights_file),
+                                "resize": "center-crop"} for r in recs)
+    assert load_embeddings(str(out)).meta["normalize"] is True  # similar embeds its queries the same way
+
+
+def test_resuming_a_junk_npz_names_the_format(photos, weights_file, tmp_path):
+    out = tmp_path / "e.npz"
+    out.write_text("junk\n")
+    r = embed(photos, "-o", out, "--weights", weights_file, "--resume")
+    assert r.exit_code == 2 and "not an npz file (an earlier xception embed output)" in r.stderr
+    assert out.read_text() == "junk\n"
 
 
 def test_predict_will_not_resume_into_embeddings(photos, weights_file, tmp_path):

@@ -18,7 +18,18 @@ from typing import IO, Protocol
 
 from .discovery import discover
 from .errors import ImageError, OutputError, XceptionError
-from .output import ARRAY_FORMATS, WRITERS, ArrayWriter, OutputFile, display_path, path_key, same_file_as_any
+from .output import (
+    ARRAY_FORMATS,
+    EMBED_OPTIONS,
+    WRITERS,
+    ArrayWriter,
+    JsonlWriter,
+    OutputFile,
+    check_same_options,
+    display_path,
+    path_key,
+    same_file_as_any,
+)
 from .pipeline import Record, Stats
 from .weights import weights_files
 
@@ -156,6 +167,14 @@ class PredictJob:
             raise OutputError(f"{o.output}: holds {out.fmt} output, which this command does not write "
                               f"({', '.join(o.head.formats)}): choose another -o")
         o.fmt = out.fmt  # resume continues in the file's own format
+        options = self._embed_options()
+        if options:  # embeddings made otherwise are refused now, before any work
+            try:
+                earlier = out.earlier_arrays.meta if out.earlier_arrays is not None else out.earlier_options
+                check_same_options(out.path, earlier, options)
+            except OutputError:
+                out.close()
+                raise
         return out
 
     def _load(self, items):
@@ -219,11 +238,7 @@ class PredictJob:
             raise
         loaded_at = time.perf_counter()
         stats = Stats(started=loaded_at)
-        if o.fmt in ARRAY_FORMATS:
-            writer = ArrayWriter(out, o.fmt, self._array_meta(), earlier=out.earlier_arrays)
-        else:
-            stream = out.begin() if out is not None else self.stdout
-            writer = WRITERS[o.fmt](stream, append=out is not None and out.append) if o.fmt != "table" else None
+        writer = self._writer(out)
         table_rows: list[Record] = []
         bar = self.ui.progress(len(items), o.head.doing) or _NoProgress()
         interrupted = False
@@ -275,6 +290,27 @@ class PredictJob:
         if interrupted:
             return EXIT_INTERRUPTED
         return EXIT_SOME_FAILED if stats.failed else EXIT_OK
+
+    def _writer(self, out):
+        """The writer for ``-o`` (or stdout): an earlier output's embedding options are checked
+        before anything in it changes."""
+        o = self.o
+        if o.fmt == "table":
+            return None
+        if o.fmt in ARRAY_FORMATS:
+            return ArrayWriter(out, o.fmt, self._array_meta(), earlier=out.earlier_arrays)
+        options = self._embed_options()
+        stream = out.begin() if out is not None else self.stdout
+        if o.fmt == "jsonl":
+            return JsonlWriter(stream, append=out is not None and out.append, options=options)
+        return WRITERS[o.fmt](stream, append=out is not None and out.append)
+
+    def _embed_options(self) -> dict | None:
+        """How embeddings are made (``EMBED_OPTIONS``); ``None`` when classifying."""
+        if self.o.head.key != "embedding":
+            return None
+        meta = self._array_meta()
+        return {k: meta[k] for k in EMBED_OPTIONS}
 
     def _array_meta(self) -> dict:
         from . import __version__

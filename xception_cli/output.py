@@ -143,9 +143,37 @@ class Writer:
 
 
 class JsonlWriter(Writer):
+    """``options``: for embeddings, how they were made (``EMBED_OPTIONS``), on every vector's line,
+    so a jsonl file can be checked on ``--resume`` and by ``similar`` as npz and parquet are."""
+
+    def __init__(self, stream, append=False, options: dict | None = None):
+        super().__init__(stream, append)
+        self.options = options
+
+    def _dict(self, r: Record) -> dict:
+        d = record_dict(r)
+        if self.options and r.embedding is not None:
+            vector = d.pop("embedding")
+            d = {**d, "options": self.options, "embedding": vector}
+        return d
+
     def write(self, records):
-        self.stream.write("".join(json.dumps(record_dict(r), ensure_ascii=False) + "\n" for r in records))
+        self.stream.write("".join(json.dumps(self._dict(r), ensure_ascii=False) + "\n" for r in records))
         self.stream.flush()
+
+
+EMBED_OPTIONS = ("pooling", "normalize", "weights", "resize")  # what makes two embeddings comparable
+
+
+def check_same_options(path: str, earlier: dict | None, now: dict) -> None:
+    """``OutputError`` when an earlier output's embeddings were made with other options."""
+    if not earlier:
+        return
+    mismatch = {k: (earlier[k], now[k]) for k in EMBED_OPTIONS if k in earlier and k in now and earlier[k] != now[k]}
+    if mismatch:
+        raise OutputError(f"{path}: holds embeddings made with other options "
+                          + ", ".join(f"{k}={a} (now {b})" for k, (a, b) in mismatch.items())
+                          + ": resume with the same options, or choose another -o")
 
 
 class CsvWriter(Writer):
@@ -321,6 +349,7 @@ class OutputFile:
         self.earlier_arrays: EmbeddingTable | None = None  # npz/parquet: what an earlier run kept
         self.done: set[str] = set()
         self.earlier_records = 0
+        self.earlier_options: dict | None = None  # jsonl embeddings: the options they were made with
         self._mode = "truncate"  # what begin() does: "truncate", "append" or "rewrite" (self._kept)
         self._kept: list[str] = []
         self._fd: int | None = None
@@ -378,7 +407,8 @@ class OutputFile:
         try:
             found = _sniff_binary(data) or sniff_format(text)
         except ValueError as e:
-            raise OutputError(f"{self.path}: {e}; refusing to resume into it") from None
+            why = f"not an {self.fmt} file (an earlier xception embed output)" if self.fmt in ARRAY_FORMATS else e
+            raise OutputError(f"{self.path}: {why}; refusing to resume into it") from None
         if found is not None and found != self.fmt:
             if found not in RESUMABLE or fmt_explicit:
                 hint = f"; use -f {found} to continue it" if found in RESUMABLE else ""
@@ -401,6 +431,9 @@ class OutputFile:
             return
         self.done, self._kept = read_completed(text, self.fmt, base=base, key=self.key)
         self.earlier_records = len(self._kept) - (self.fmt == "csv")
+        if self.fmt == "jsonl" and self._kept:
+            first = json.loads(self._kept[0])
+            self.earlier_options = first.get("options") if isinstance(first.get("options"), dict) else None
         # Something to drop (failures, a cut line, duplicates): rewritten by begin(); else appended.
         unchanged = "".join(self._kept).encode("utf-8", "surrogateescape") == data
         self._mode = "append" if unchanged else "rewrite"
@@ -614,13 +647,7 @@ class ArrayWriter:
         self.out, self.fmt = out, fmt
         self.table = EmbeddingTable(meta=dict(meta))
         if earlier is not None:
-            mismatch = {k: (earlier.meta.get(k), v) for k, v in meta.items()
-                        if k in ("pooling", "normalize", "weights", "resize") and k in earlier.meta
-                        and earlier.meta[k] != v}
-            if mismatch:
-                raise OutputError(f"{out.path}: holds embeddings made with other options "
-                                  + ", ".join(f"{k}={a} (now {b})" for k, (a, b) in mismatch.items())
-                                  + ": resume with the same options, or choose another -o")
+            check_same_options(out.path, earlier.meta, meta)
             self.table.paths, self.table.vectors = list(earlier.paths), list(earlier.vectors)
 
     def write(self, records) -> None:
@@ -694,6 +721,8 @@ def _read_embeddings_file(path: str) -> EmbeddingTable:
             except json.JSONDecodeError:
                 continue
             if isinstance(rec, dict) and isinstance(rec.get("embedding"), list):
+                if not table.meta and isinstance(rec.get("options"), dict):
+                    table.meta = dict(rec["options"])
                 raw = rec.get("path_base64")
                 table.paths.append(os.fsdecode(base64.b64decode(raw)) if raw else rec["path"])
                 table.vectors.append(np.asarray(rec["embedding"], np.float32))

@@ -303,13 +303,13 @@ class ShardFolderWriter:
     ``xception-{predict|embed}-{run}-{n:05d}.{jsonl|csv|parquet}``, ``rows`` records each, each
     written whole as the results stream in; ``close()`` writes the last (also on Ctrl-C)."""
 
-    def __init__(self, uri: str, fmt: str, key: str, rows: int = SHARD_ROWS):
+    def __init__(self, uri: str, fmt: str, key: str, rows: int = SHARD_ROWS, options: dict | None = None):
         import uuid
 
         from .output import WRITERS
 
         self.fs, self.base = _shard_fs(uri)
-        self.fmt, self.rows, self.writers = fmt, rows, WRITERS
+        self.fmt, self.rows, self.writers, self.options = fmt, rows, WRITERS, options
         self.prefix = f"xception-{shard_task(key)}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.pending: list = []
         self.count = 0
@@ -333,7 +333,8 @@ class ShardFolderWriter:
             data = _parquet_bytes(records)
         else:
             buf = io.StringIO()
-            writer = self.writers[self.fmt](buf)
+            writer = self.writers[self.fmt](buf, options=self.options) if self.fmt == "jsonl" else \
+                self.writers[self.fmt](buf)
             writer.write(records)
             writer.close()
             data = buf.getvalue().encode("utf-8", "surrogateescape")
@@ -583,15 +584,10 @@ def _run_on_ray(job, ray, names, missing, uris, actors) -> int:
     ds = build_dataset(names, missing, o, n_actors, per_actor, progress=getattr(ui, "show_progress", False))
     interrupted = False
     try:
-        from .output import ARRAY_FORMATS, WRITERS, ArrayWriter
-
         if shards:  # shard files, written as the results stream back: Ctrl-C keeps what is done
-            writer = ShardFolderWriter(o.output, o.fmt, o.head.key)
-        elif o.fmt in ARRAY_FORMATS:
-            writer = ArrayWriter(out, o.fmt, job._array_meta(), earlier=out.earlier_arrays)
+            writer = ShardFolderWriter(o.output, o.fmt, o.head.key, options=job._embed_options())
         else:
-            stream = out.begin() if out is not None else job.stdout
-            writer = WRITERS[o.fmt](stream, append=out is not None and out.append)
+            writer = job._writer(out)
         try:
             for batch in ds.iter_batches(batch_size=o.batch_size, batch_format="numpy"):
                 records = [record_from_json(t) for t in batch["record"]]
