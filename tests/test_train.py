@@ -130,7 +130,7 @@ def test_a_trained_model_exports_and_embeds(trained, tmp_path):
     ir = tmp_path / "shapes.xml"
     r = CliRunner().invoke(cli, ["export", "openvino", "-o", str(ir), "--weights", str(out)])
     assert r.exit_code == 0, r.output
-    meta = json.loads(ir.with_suffix(".meta.json").read_text())
+    meta = json.loads(ir.with_name(ir.name + ".meta.json").read_text())
     assert meta["labels"] == [[None, "circles"], [None, "red"], [None, "stripes"]]
     assert meta["output"]["shape"] == ["N", 3]
     img = tmp_path / "c.png"
