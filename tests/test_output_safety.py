@@ -162,6 +162,21 @@ def test_resume_reads_an_older_file_with_raw_bytes_without_dying(run, photos, tm
 
 # 7 ----------------------------------------------------------------------------------------------
 
+def test_resume_keeps_hard_links_to_the_output(run, photos, tmp_path):
+    out, link = tmp_path / "labels.jsonl", tmp_path / "also.jsonl"
+    (photos / "late.jpg").write_bytes(b"not yet")
+    assert run(photos, "-o", out).exit_code == 1  # an error record, dropped on resume: a rewrite
+    os.link(out, link)
+    shutil.copy(photos / "cat.jpg", photos / "late.jpg")
+    r = run(photos, "-o", out, "--resume")
+    assert r.exit_code == 0, r.output
+    assert os.stat(out).st_ino == os.stat(link).st_ino and os.stat(out).st_nlink == 2
+    recs = jsonl(link.read_text())
+    assert sorted(os.path.basename(x["path"]) for x in recs) == sorted(p.name for p in photos.iterdir())
+    assert not [x for x in recs if "error" in x]
+    assert sorted(os.listdir(tmp_path)) == ["also.jsonl", "imgs", "labels.jsonl"]  # no backup left
+
+
 def test_a_second_writer_to_the_same_output_fails_clearly(run, photos, tmp_path):
     out = tmp_path / "labels.jsonl"
     out.write_text('{"path": "x.jpg", "predictions": []}\n')

@@ -468,6 +468,9 @@ class OutputFile:
                 f.write(data)
             return
         target = os.path.realpath(self.path)  # a symbolic link stays a link to the new file
+        if os.fstat(self._fd).st_nlink > 1:
+            self._rewrite_in_place(target, data)
+            return
         tmp = f"{target}.resume-tmp"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
@@ -485,6 +488,24 @@ class OutputFile:
             raise
         os.close(self._fd)  # releases the old inode's lock; the new one is held already
         self._fd = fd
+        self._mode, self._kept = "append", []
+
+    def _rewrite_in_place(self, target: str, data: bytes) -> None:
+        """A file with other hard links keeps its identity (every name sees the new contents): it
+        is rewritten in place, under the lock already held, with a copy of the new contents beside
+        it until the rewrite is on disk (after a crash it holds everything)."""
+        backup = f"{target}.resume-backup"
+        with open(backup, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        view, offset = memoryview(data), 0
+        while offset < len(data):
+            offset += os.pwrite(self._fd, view[offset:], offset)
+        os.ftruncate(self._fd, len(data))
+        os.fsync(self._fd)
+        os.unlink(backup)
+        os.lseek(self._fd, 0, os.SEEK_END)
         self._mode, self._kept = "append", []
 
     def _release(self) -> None:
