@@ -245,14 +245,18 @@ def test_similar_reads_a_folder_of_shards(library, tmp_path):
     shards = tmp_path / "shards"
     shards.mkdir()
     half = len(table.paths) // 2
-    with open(shards / "b_000000.jsonl", "w") as f:
+    with open(shards / "xception-embed-b-00000.jsonl", "w") as f:
         for p, v in zip(table.paths[:half], table.vectors[:half]):
             f.write(json.dumps({"path": p, "embedding": v.tolist()}) + "\n")
     pq.write_table(pa.table({"path": table.paths[half:], "embedding": pa.array(
-        [v.tolist() for v in table.vectors[half:]], pa.list_(pa.float32()))}), shards / "a_000000.parquet")
-    pq.write_table(pa.table({"path": ["bad.jpg"], "error": ["not an image"]}), shards / "c_000000.parquet")
+        [v.tolist() for v in table.vectors[half:]], pa.list_(pa.float32()))}),
+        shards / "xception-embed-a-00000.parquet")
+    pq.write_table(pa.table({"path": ["bad.jpg"], "error": ["not an image"]}),
+                   shards / "xception-embed-c-00000.parquet")
     (shards / ".hidden.jsonl").write_text("junk\n")
-    with open(shards / "d_000000.jsonl", "w") as f:  # a rerun's copy of one image: listed once
+    (shards / "mine.jsonl").write_text("not read\n")
+    (shards / "xception-predict-x-00000.jsonl").write_text('{"path": "a.jpg", "predictions": []}\n')
+    with open(shards / "xception-embed-d-00000.jsonl", "w") as f:  # a rerun's copy of one image: listed once
         f.write(json.dumps({"path": table.paths[0], "embedding": table.vectors[0].tolist()}) + "\n")
     merged = load_embeddings(str(shards))
     assert merged.paths == sorted(table.paths) and merged.failed == [("bad.jpg", "not an image")]
@@ -272,10 +276,10 @@ def test_a_folder_that_holds_no_embeddings_is_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(empty)])
-    assert r.exit_code == 2 and "without .jsonl or .parquet shards" in r.stderr
+    assert r.exit_code == 2 and "without xception-embed-*.jsonl or .parquet shards" in r.stderr
     labels = tmp_path / "labels"
     labels.mkdir()
-    pq.write_table(pa.table({"path": ["a.jpg"], "predictions": ["[]"]}), labels / "x.parquet")
+    pq.write_table(pa.table({"path": ["a.jpg"], "predictions": ["[]"]}), labels / "xception-embed-x.parquet")
     r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(labels)])
     assert r.exit_code == 2 and "holds predictions, not embeddings" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -1,5 +1,6 @@
 """Shard folders (`--ray -o DIR/`): the writer and the rerun reader, without starting Ray."""
 
+import json
 import os
 
 import numpy as np
@@ -89,3 +90,102 @@ def test_embeddings_in_shards(tmp_path):
     np.testing.assert_array_equal(table.embeddings, vecs)
     assert recorded_in_shards(str(out), "embedding") == {record_key(str(tmp_path / f"{i}.jpg")) for i in range(3)}
     assert recorded_in_shards(str(out), "predictions") == set()  # another task's shards
+
+
+def test_a_shard_that_is_not_clean_is_never_deleted_or_rewritten(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    junk = out / "xception-predict-20200101T000000-aaaaaa-00000.jsonl"
+    junk.write_bytes(os.urandom(3000))
+    excel = out / "xception-predict-20200101T000000-cccccc-00000.csv"  # saved again by a spreadsheet: a BOM
+    text = "\ufeffpath,rank,index,wnid,label,probability,error\n/x/ok.jpg,1,950,n07747607,orange,0.7,\n" \
+           "/x/bad.jpg,,,,,,empty file (0 bytes)\n"
+    excel.write_text(text, encoding="utf-8")
+    mixed = out / "xception-predict-20200101T000000-dddddd-00000.jsonl"
+    mixed.write_text('{"path": "/x/a.jpg", "predictions": []}\n{"name": "not a record"}\n')
+    warned = []
+    done = recorded_in_shards(str(out), "predictions", warn=warned.append)
+    assert record_key("/x/ok.jpg") in done and record_key("/x/bad.jpg") not in done
+    assert junk.exists() and mixed.read_text().endswith('{"name": "not a record"}\n')
+    assert sorted(w.split(":")[0] for w in warned) == sorted([str(junk), str(mixed)])
+    assert "bad.jpg" not in excel.read_text(encoding="utf-8")  # its error record dropped, the rest kept
+    assert "ok.jpg" in excel.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_literal_backslash_name_is_not_a_byte_name(fmt, tmp_path):
+    literal = str(tmp_path / "lit\\xe9.jpg")
+    raw = os.fsdecode(os.fsencode(str(tmp_path)) + b"/lit\xe9.jpg")
+    out = tmp_path / "out"
+    w = ShardFolderWriter(str(out), fmt, "predictions")
+    w.write([Record(literal, predictions=predictions(0))])
+    w.close()
+    done = recorded_in_shards(str(out), "predictions")
+    assert record_key(literal) in done and record_key(raw) not in done
+    w = ShardFolderWriter(str(out), fmt, "predictions")
+    w.write([Record(raw, predictions=predictions(1))])
+    w.close()
+    assert record_key(raw) in recorded_in_shards(str(out), "predictions")
+
+
+def test_relative_paths_match_from_another_folder(tmp_path, monkeypatch):
+    (tmp_path / "photos").mkdir()
+    monkeypatch.chdir(tmp_path)
+    w = ShardFolderWriter("out", "jsonl", "predictions")
+    w.write([Record("photos/a.jpg", predictions=predictions(0))])
+    w.close()
+    monkeypatch.chdir("/")
+    assert record_key(str(tmp_path / "photos" / "a.jpg")) in recorded_in_shards(str(tmp_path / "out"), "predictions")
+
+
+def test_similar_on_shards_prints_text_and_counts_a_byte_name_once(tmp_path):
+    from click.testing import CliRunner
+
+    from xception_cli.cli import cli
+
+    raw = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.jpg")
+    other = str(tmp_path / "other.jpg")
+    v = np.ones(8, np.float32)
+    for fmt in ("jsonl", "parquet"):  # the same image in a shard of each format
+        w = ShardFolderWriter(str(tmp_path / "out"), fmt, "embedding")
+        w.write([Record(raw, embedding=v), Record(other, embedding=v * 2)])
+        w.close()
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--threshold", "0.99", "--embeddings",
+                                 str(tmp_path / "out"), "-f", "jsonl"])
+    assert r.exit_code == 0, r.output
+    (pair,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert {pair["a"], pair["b"]} == {other, str(tmp_path) + "/caf\\xe9.jpg"}
+
+
+def test_shard_mistakes_are_found_before_ray_starts(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import xception_cli.scale as scale
+    from xception_cli.cli import cli
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(scale, "init_ray", no_ray)
+    img = tmp_path / "a.jpg"
+    img.write_bytes(b"x")
+    r = CliRunner().invoke(cli, ["embed", str(img), "--ray", "-o", f"{tmp_path}/e/", "-f", "npz"])
+    assert r.exit_code == 2 and "shards are written as jsonl or parquet, not npz" in r.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = CliRunner().invoke(cli, ["predict", str(img), "--ray", "-o", f"{blocker}/sub/"])
+    assert r.exit_code == 2 and "cannot write shards there" in r.stderr
+
+
+def test_without_an_address_ray_starts_its_own(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from xception_cli.scale import init_ray
+
+    seen = {}
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
+    init_ray(None)
+    assert seen["address"] == "local"  # None would join any cluster `ray start` left recorded here
+    init_ray("ray://head:10001")
+    assert seen["address"] == "ray://head:10001"

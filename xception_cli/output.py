@@ -638,7 +638,11 @@ class EmbeddingTable:
         errors = table.column("error").to_pylist() if "error" in names else [None] * table.num_rows
         # a Ray shard in which every image failed has no embedding column at all
         vectors = table.column("embedding").to_pylist() if "embedding" in names else [None] * table.num_rows
-        for path, vec, err in zip(table.column("path").to_pylist(), vectors, errors):
+        paths = table.column("path").to_pylist()
+        if "path_base64" in names:  # a Ray shard: the exact bytes of names that are not UTF-8
+            paths = [os.fsdecode(base64.b64decode(r)) if r else p
+                     for p, r in zip(paths, table.column("path_base64").to_pylist())]
+        for path, vec, err in zip(paths, vectors, errors):
             if err is None and vec is not None:
                 out.paths.append(path)
                 out.vectors.append(np.asarray(vec, np.float32))
@@ -692,14 +696,15 @@ def load_embeddings(path: str) -> EmbeddingTable:
     """Read an ``xception embed`` output back; ``OutputError`` if it is none.
 
     ``path``: an npz, parquet or jsonl file, or a folder of the ``.jsonl`` / ``.parquet`` shards
-    that ``embed --ray -o DIR/`` writes (merged, in path order, since shards hold no input order).
+    that ``embed --ray -o DIR/`` writes (``xception-embed-*``, merged in path order since shards
+    hold no input order; a path in several shards counts once, its last).
     """
     if os.path.isdir(path):
         shards = sorted(e.path for e in os.scandir(path)
-                        if e.name.endswith(SHARD_SUFFIXES) and not e.name.startswith(".") and e.is_file())
+                        if e.name.startswith("xception-embed-") and e.name.endswith(SHARD_SUFFIXES) and e.is_file())
         if not shards:
-            raise OutputError(f"{path}: a folder without .jsonl or .parquet shards (expected the output of "
-                              "xception embed, or of embed --ray -o DIR/)")
+            raise OutputError(f"{path}: a folder without xception-embed-*.jsonl or .parquet shards (expected "
+                              "the output of xception embed --ray -o DIR/)")
         vectors: dict[str, np.ndarray] = {}  # a path in several shards (reruns, formats): the last
         failed: dict[str, str] = {}
         meta: dict = {}

@@ -285,6 +285,7 @@ def _parquet_bytes(records) -> bytes:
 
     recs = [record_dict(r) for r in records]
     cols = {"path": pa.array([r["path"] for r in recs], pa.string()),
+            "path_base64": pa.array([r.get("path_base64") for r in recs], pa.string()),  # non-UTF-8 names
             "error": pa.array([r.get("error") for r in recs], pa.string())}
     if any(r.embedding is not None for r in records):
         cols["embedding"] = pa.array([None if r.embedding is None else np.asarray(r.embedding, np.float32).tolist()
@@ -352,66 +353,123 @@ def record_key(path: str) -> str:
 
 def recorded_in_shards(uri: str, key: str, warn=None) -> set[str]:
     """``record_key``s of the inputs recorded successfully in the task's shards under ``uri`` (any
-    of the three formats). Shards holding error records are rewritten without them, so those inputs
-    are retried; files this tool did not write for this task are never read or touched."""
-    import base64
-    import io
-
+    of the three formats). Error records are removed from their shard (a shard of nothing else is
+    deleted), so those inputs are retried. Files not named as this task's shards are never read;
+    a shard that holds anything but this task's records is reported and left exactly as it is."""
     import pyarrow.fs as pafs
 
-    from .output import _keys_of_text, read_completed
-
     fs, base = _shard_fs(uri)
+    # Relative paths are as the earlier run was given them: resolved from here, and from the
+    # shard folder and its parent (where that run most likely started), as --resume does.
+    bases = [] if "://" in uri else [base, os.path.dirname(base)]
     task = shard_task(key)
     infos = fs.get_file_info(pafs.FileSelector(base, recursive=False, allow_not_found=True))
     done: set[str] = set()
     for info in sorted(infos, key=lambda i: i.path):
         if info.type != pafs.FileType.File or not _is_our_shard(info.base_name, task):
             continue
-        with fs.open_input_stream(info.path) as f:
-            data = f.read()
         fmt = os.path.splitext(info.base_name)[1].lstrip(".")
-        paths: list[str] = []
         try:
-            if fmt == "parquet":
-                import pyarrow.parquet as pq
-
-                table = pq.read_table(io.BytesIO(data))
-                ok = table.filter(table.column("error").is_null())
-                paths = ok.column("path").to_pylist()
-                new = None
-                if ok.num_rows != table.num_rows:
-                    buf = io.BytesIO()
-                    pq.write_table(ok, buf)
-                    new = buf.getvalue() if ok.num_rows else b""
-            else:
-                text = data.decode("utf-8", "surrogateescape")
-                _, kept = read_completed(text, fmt, key=key)
-                if fmt == "jsonl":
-                    for line in kept:
-                        rec = json.loads(line)
-                        raw = rec.get("path_base64")
-                        paths.append(os.fsdecode(base64.b64decode(raw)) if raw else rec["path"])
-                else:
-                    import csv
-
-                    paths = list(dict.fromkeys(row[0] for row in csv.reader(io.StringIO("".join(kept[1:]),
-                                                                                          newline=""))))
-                joined = "".join(kept)
-                body = joined if fmt == "jsonl" or len(kept) > 1 else ""
-                new = body.encode("utf-8", "surrogateescape") if body != text else None
-        except Exception as e:  # noqa: BLE001 - an unreadable shard is reported and left alone
+            with fs.open_input_stream(info.path) as f:
+                data = f.read()
+            entries = _shard_entries(data, fmt, key)
+        except Exception as e:  # noqa: BLE001 - anything unexpected: reported, never touched
             if warn is not None:
-                warn(f"{info.path}: not a readable shard, left as it is ({str(e).splitlines()[0]})")
+                warn(f"{info.path}: not a readable {task} shard, left as it is ({str(e).splitlines()[0]})")
             continue
-        for p in paths:
-            done |= {p} if is_uri(p) else {record_key(p)} | _keys_of_text(p, None)
-        if new is not None:
-            if new:
-                _put(fs, info.path, new)
-            else:
+        for path, ok in entries:
+            if ok:
+                done |= _recorded_keys(path, exact=fmt != "csv", bases=bases)
+        if any(not ok for _, ok in entries):
+            kept = _shard_without_errors(data, fmt)
+            if kept is None:
                 fs.delete_file(info.path)  # nothing but failures: they are retried
+            else:
+                _put(fs, info.path, kept)
     return done
+
+
+def _recorded_keys(path: str, exact: bool, bases: list[str]) -> set[str]:
+    """The keys a recorded path matches. ``exact``: the path is the file's own name (JSON Lines and
+    Parquet keep undecodable bytes in ``path_base64``); CSV has only the ``\\xNN`` text form."""
+    from .output import _keys_of_path, _keys_of_text
+
+    if is_uri(path):
+        return {path}
+    keys: set[str] = set()
+    for b in bases or [None]:
+        keys |= _keys_of_path(path, b) if exact else _keys_of_text(path, b)
+    return keys
+
+
+def _shard_entries(data: bytes, fmt: str, key: str) -> list[tuple[str, bool]]:
+    """``(path, succeeded)`` for every record of a shard; ``ValueError`` for anything else in it."""
+    import base64
+    import csv
+    import io
+
+    from .output import CSV_FIELDS
+
+    other = "predictions" if key == "embedding" else "embedding"
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        names = table.column_names
+        if "path" not in names or "error" not in names or other in names:
+            raise ValueError(f"columns {names} are not those of a shard of this task")
+        paths = table.column("path").to_pylist()
+        if "path_base64" in names:
+            paths = [os.fsdecode(base64.b64decode(r)) if r else p
+                     for p, r in zip(paths, table.column("path_base64").to_pylist())]
+        return [(p, e is None) for p, e in zip(paths, table.column("error").to_pylist())]
+    text = data.decode("utf-8", "surrogateescape")
+    entries = []
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True))
+        if not rows or rows[0] != list(CSV_FIELDS) or any(len(r) != len(CSV_FIELDS) for r in rows[1:]):
+            raise ValueError("not this tool's CSV (header or columns differ)")
+        for row in rows[1:]:
+            if not entries or entries[-1][0] != row[0]:  # one row per label: a path's rows are together
+                entries.append((row[0], not row[6]))
+        return entries
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        if not (isinstance(rec, dict) and isinstance(rec.get("path"), str) and ("error" in rec or key in rec)):
+            raise ValueError(f"line {n} is not a record of this task")
+        raw = rec.get("path_base64")
+        entries.append((os.fsdecode(base64.b64decode(raw)) if raw else rec["path"], "error" not in rec))
+    return entries
+
+
+def _shard_without_errors(data: bytes, fmt: str) -> bytes | None:
+    """The shard with its error records removed; ``None`` when nothing else is left."""
+    import csv
+    import io
+
+    from .output import CSV_HEADER, _csv_line
+
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        ok = table.filter(table.column("error").is_null())
+        if not ok.num_rows:
+            return None
+        buf = io.BytesIO()
+        pq.write_table(ok, buf)
+        return buf.getvalue()
+    text = data.decode("utf-8", "surrogateescape")
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True))[1:]
+        kept = [_csv_line(r) for r in rows if not r[6]]
+        body = CSV_HEADER + "\n" + "".join(kept) if kept else None
+    else:
+        kept = [line + "\n" for line in text.splitlines() if line.strip() and "error" not in json.loads(line)]
+        body = "".join(kept) if kept else None
+    return None if body is None else body.encode("utf-8", "surrogateescape")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +502,9 @@ def init_ray(address: str | None, quiet: bool = True):
         os.dup2(null, 2)
         os.close(null)
     try:
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+        # "local": a new Ray of our own. (None would join whatever cluster `ray start` last
+        # recorded on this machine, and wait forever if that one is gone.)
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
                  log_to_driver=not quiet, configure_logging=True, logging_level="ERROR",
                  runtime_env={"env_vars": env} if env else None)
     finally:
@@ -521,13 +581,33 @@ def run_ray_job(job, address: str | None, actors: int | None) -> int:
     missing = set(found.missing) if found else set()
     for raw, why in (found.problems if found else []):
         ui.warn(f"{display_path(raw)[0]}: {why}")
+    if is_shard_target(o.output):  # checked before Ray starts: a mistake costs nothing
+        usable = [f for f in SHARD_FORMATS if f in o.head.formats or f == "parquet"]
+        if o.fmt not in usable:
+            raise OutputError(f"{o.output}: shards are written as {' or '.join(usable)}, not {o.fmt}")
+        if "://" not in o.output:
+            _check_writable_folder(o.output)
     was_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()
-    ray = init_ray(address)
     try:
+        ray = init_ray(address)
         return _run_on_ray(job, ray, names, missing, uris, actors)
     finally:
-        if not was_up:  # a Ray this command started: stopped now, so Ctrl-C can't hit Ray's atexit hook
-            _shutdown_quietly(ray)
+        # A Ray this command started (even half-way, when Ctrl-C came during start-up) is stopped
+        # now, so nothing is left running and Ctrl-C can't hit Ray's atexit hook.
+        if not was_up and "ray" in sys.modules:
+            _shutdown_quietly(sys.modules["ray"])
+
+
+def _check_writable_folder(folder: str) -> None:
+    """Shards can be written into ``folder`` (made if missing): found out before any work."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".xception-probe-{os.getpid()}")
+        with open(probe, "wb"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"{folder}: cannot write shards there ({e.strerror})") from None
 
 
 def _shutdown_quietly(ray) -> None:
@@ -560,8 +640,6 @@ def _run_on_ray(job, ray, names, missing, uris, actors) -> int:
     shards = is_shard_target(o.output)
     out = None
     if shards:
-        if o.fmt not in SHARD_FORMATS:
-            raise OutputError(f"{o.output}: shards are written as jsonl, csv or parquet, not {o.fmt}")
         done = recorded_in_shards(o.output, o.head.key, warn=ui.warn)
         keep = [n for n in names if record_key(n) not in done]
         if len(keep) != len(names):

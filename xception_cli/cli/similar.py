@@ -76,7 +76,8 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
     bad = []
     if duplicates:
         pairs = find_duplicates(db, table.paths, threshold)
-        records = [{"a": a, "b": b, "similarity": round(s, 6)} for a, b, s in pairs]
+        records = [{"a": display_path(a)[0], "b": display_path(b)[0], "similarity": round(s, 6)}
+                   for a, b, s in pairs]
         columns = ["Image", "Duplicate of", ("Similarity", "right")]
         rows = [[r["a"], r["b"], f"{r['similarity']:.4f}"] for r in records]
         sections = []
@@ -107,8 +108,9 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
         records, rows, sections = [], [], []
         for r, ms in zip(good, matches):
             query = display_path(r.path)[0]
-            records.append({"path": query, "neighbors": [m.to_dict() for m in ms]})
-            rows += [[query if m.rank == 1 else "", m.rank, m.path, f"{m.similarity:.4f}"] for m in ms]
+            shown = [m.to_dict() | {"path": display_path(m.path)[0]} for m in ms]  # text, whatever the bytes
+            records.append({"path": query, "neighbors": shown})
+            rows += [[query if m["rank"] == 1 else "", m["rank"], m["path"], f"{m['similarity']:.4f}"] for m in shown]
             sections.append(len(rows) - 1)
         columns = ["Query", ("#", "right"), "Most similar", ("Similarity", "right")]
     with open_output(output) as stream:
