@@ -189,3 +189,21 @@ def test_without_an_address_ray_starts_its_own(monkeypatch):
     assert seen["address"] == "local"  # None would join any cluster `ray start` left recorded here
     init_ray("ray://head:10001")
     assert seen["address"] == "ray://head:10001"
+
+
+def test_ray_processes_left_as_children_are_stopped():
+    """After a Ctrl-C during Ray's start-up, its agents end up as our (adopted) children."""
+    import subprocess
+    import sys
+
+    from xception_cli.scale import _kill_adopted_ray_processes, _ray_children
+
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ray::DashboardAgent"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert fake.pid in _ray_children() and other.pid not in _ray_children()
+        _kill_adopted_ray_processes(wait_s=2)
+        assert fake.wait(timeout=5) == -9 and other.poll() is None
+    finally:
+        other.kill()
+        fake.kill()

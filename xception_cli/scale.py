@@ -588,6 +588,9 @@ def run_ray_job(job, address: str | None, actors: int | None) -> int:
         if "://" not in o.output:
             _check_writable_folder(o.output)
     was_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    own = not was_up and not (address or os.environ.get("RAY_ADDRESS"))
+    if own:
+        _adopt_orphans()
     try:
         ray = init_ray(address)
         return _run_on_ray(job, ray, names, missing, uris, actors)
@@ -596,6 +599,59 @@ def run_ray_job(job, address: str | None, actors: int | None) -> int:
         # now, so nothing is left running and Ctrl-C can't hit Ray's atexit hook.
         if not was_up and "ray" in sys.modules:
             _shutdown_quietly(sys.modules["ray"])
+        if own:
+            _kill_adopted_ray_processes()
+
+
+def _adopt_orphans() -> None:
+    """Linux: become the "subreaper" of this process's descendants. A Ctrl-C from a terminal
+    reaches Ray's processes too; Ray's agents outlive its raylet and would be re-parented to init
+    and run on; re-parented to us instead, they are found and stopped when the command ends."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _ray_children() -> list[int]:
+    """This process's children that belong to Ray (its own, or adopted), from /proc."""
+    me = str(os.getpid())
+    found = []
+    try:
+        pids = [d for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z" and b"ray" in cmd:
+            found.append(int(pid))
+    return found
+
+
+def _kill_adopted_ray_processes(wait_s: float = 3.0) -> None:
+    """Stop whatever of Ray is still a child of ours after ``ray.shutdown()``: nothing after a
+    normal run; after a Ctrl-C during Ray's start-up, its agents as they are orphaned."""
+    import signal
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = _ray_children()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def _check_writable_folder(folder: str) -> None:
