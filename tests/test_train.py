@@ -1,6 +1,7 @@
 """`xception train`: your own classes from folders, the labels carried by the model file."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -103,6 +104,16 @@ def test_a_val_dir_sharing_training_photos_is_refused(tmp_path, weights_file):
                                  str(weights_file)])
     assert r.exit_code == 2 and "of its photos are training photos too" in r.stderr
     assert not out.exists()
+    val = tmp_path / "val" / "red"
+    val.mkdir(parents=True)
+    first = sorted((root / "red").iterdir())[0]
+    os.link(first, val / "linked.png")  # the same photo under another name
+    (tmp_path / "val" / "circles").mkdir()
+    other = sorted((root / "circles").iterdir())[0]
+    (tmp_path / "val" / "circles" / other.name).write_bytes(other.read_bytes())  # a copy is another photo
+    r = CliRunner().invoke(cli, ["train", str(root), "--val-dir", str(tmp_path / "val"), "-o", str(out),
+                                 "--weights", str(weights_file)])
+    assert r.exit_code == 2 and "1 of its photos are training photos too" in r.stderr
 
 
 def test_fine_tuning_keeps_batchnorm_statistics_frozen(dataset, weights_file, tmp_path):

@@ -74,6 +74,14 @@ def scan(folder: str) -> tuple[list[str], list[tuple[str, int]]]:
     return classes, items
 
 
+def _identity(path: str):
+    try:
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+    except OSError:
+        return os.path.realpath(path)
+
+
 def prepare(o: TrainOptions) -> Dataset:
     """Classes and a deterministic, stratified split (or ``--val-dir``); refuses a class with too
     few photos before any work."""
@@ -89,8 +97,8 @@ def prepare(o: TrainOptions) -> Dataset:
         unknown = sorted(set(val_classes) - set(classes))
         if unknown:
             raise TrainError(f"{o.val_dir}: classes not in {o.data_dir}: {', '.join(unknown)}")
-        seen = {os.path.realpath(p) for p, _ in items}
-        shared = [p for p, _ in val_items if os.path.realpath(p) in seen]
+        seen = {_identity(p) for p, _ in items}  # the same file by any name: links included
+        shared = [p for p, _ in val_items if _identity(p) in seen]
         if shared:
             raise TrainError(f"{o.val_dir}: {len(shared)} of its photos are training photos too ({shared[0]}): "
                              "validate on other photos, or leave out --val-dir for a held-out split")
