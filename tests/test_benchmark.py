@@ -105,3 +105,20 @@ def test_inception_v3_training_step():
 def test_bad_options(args, message):
     r = CliRunner().invoke(cli, ["benchmark", *args])
     assert r.exit_code == 2 and message in r.stderr
+
+
+def test_output_never_overwrites_an_input(tmp_path, weights_file, image_dir):
+    import shutil
+
+    mine = tmp_path / "mine.h5"
+    shutil.copy(weights_file, mine)
+    size = mine.stat().st_size
+    for extra in (["--weights", str(mine)], ["--compare-weights", str(mine)]):
+        r = CliRunner().invoke(cli, ["benchmark", "-b", "1", "-n", "1", "--warmup", "0", *extra, "-o", str(mine)])
+        assert r.exit_code == 2 and "is one of this command's inputs" in r.stderr
+        assert mine.stat().st_size == size
+    photo = next(image_dir.iterdir())
+    before = photo.read_bytes()
+    r = CliRunner().invoke(cli, ["benchmark", "-b", "1", "-n", "1", "--warmup", "0", "--images", str(image_dir),
+                                 "-o", str(photo)])
+    assert r.exit_code == 2 and photo.read_bytes() == before

@@ -203,3 +203,44 @@ def test_usage_errors_are_one_line(args, message):
 def test_no_command_shows_the_help():
     r = CliRunner().invoke(cli, [], prog_name="xception")
     assert r.exit_code == 0 and r.stdout.startswith("Usage: xception")
+
+
+def test_table_output_to_a_file_is_refused(tmp_path, weights_file, samples):
+    r = CliRunner().invoke(cli, ["predict", str(samples[0]), "-o", str(tmp_path / "x.txt"), "--weights",
+                                 str(weights_file)])
+    assert r.exit_code == 2 and "the table is drawn on the terminal" in r.stderr
+    assert not (tmp_path / "x.txt").exists() and r.stdout == ""
+
+
+def test_a_narrow_terminal_keeps_every_column(monkeypatch):
+    """Long paths fold over lines; the probabilities always show (they were cut at 80 columns)."""
+    from xception_cli.cli.predict import RichUI
+    from xception_cli.labels import Prediction
+    from xception_cli.pipeline import Record
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("NO_COLOR", "1")
+    path = "/home/someone/Pictures/holidays/2026/a-rather-long-folder-name/cat.jpg"
+    preds = [Prediction(r, 281 + r, f"n0212304{r}", f"label_{r}", 0.5 / r) for r in range(1, 6)]
+    out = Terminal()
+    RichUI(show_progress=False).table([Record(path, predictions=preds)], out)
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())  # bold headers: escape codes, not columns
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "Probability" in text and "50.00%" in text and "10.00%" in text
+
+
+def test_weights_help_says_what_each_command_accepts():
+    def weights_help(command):
+        text = CliRunner().invoke(cli, [command, "--help"], terminal_width=200).output
+        return " ".join(text.split("--weights imagenet|PATH|none", 1)[1].split("--", 1)[0].split())
+
+    assert "OpenVINO .xml" in weights_help("predict") and "OpenVINO .xml" in weights_help("benchmark")
+    assert "an exported IR ends with the classifier" in weights_help("embed")
+    for command in ("export", "train"):
+        assert "official-layout .h5" in weights_help(command) and ".keras" not in weights_help(command)

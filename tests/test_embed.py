@@ -1,6 +1,7 @@
 """`xception embed` and `xception similar`: the reference's features, every format, resume, search."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -313,3 +314,63 @@ def test_a_library_where_every_image_failed(photos, weights_file, tmp_path):
     assert embed(bad, "-o", tmp_path / "bad.npz", "--weights", weights_file).exit_code == 1
     r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(tmp_path / "bad.npz")])
     assert r.exit_code == 2 and "every image in it failed (2 error record(s))" in r.stderr
+
+
+# third adversarial pass ---------------------------------------------------------------------------
+
+def test_resume_into_the_other_commands_jsonl_is_refused(photos, weights_file, tmp_path):
+    labels, vectors = tmp_path / "labels.jsonl", tmp_path / "vectors.jsonl"
+    assert CliRunner().invoke(cli, ["predict", str(photos), "-o", str(labels), "--weights",
+                                    str(weights_file)]).exit_code == 0
+    assert embed(photos, "-o", vectors, "--weights", weights_file).exit_code == 0
+    saved = labels.read_bytes(), vectors.read_bytes()
+    r = embed(photos, "-o", labels, "--weights", weights_file, "--resume")
+    assert r.exit_code == 2 and "holds predict output, not embed output" in r.stderr
+    r = CliRunner().invoke(cli, ["predict", str(photos), "-o", str(vectors), "--resume", "--weights",
+                                 str(weights_file)])
+    assert r.exit_code == 2 and "holds embed output, not predict output" in r.stderr
+    assert (labels.read_bytes(), vectors.read_bytes()) == saved
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(labels)])
+    assert r.exit_code == 2 and "holds predict output (labels), not embeddings" in r.stderr
+
+
+@pytest.mark.parametrize("ext", ["npz", "parquet"])
+def test_a_name_that_is_not_utf8_resumes_once(ext, photos, weights_file, tmp_path):
+    if ext == "parquet":
+        pytest.importorskip("pyarrow")
+    odd = os.path.join(os.fsencode(photos), b"caf\xe9.jpg")
+    shutil.copy(photos / "cat.jpg", odd)
+    out = tmp_path / f"e.{ext}"
+    assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 0
+    r = embed(photos, "-o", out, "--weights", weights_file, "--resume")
+    assert r.exit_code == 0 and "5 already embedded" in r.stderr and "0 to go" in r.stderr
+    table = load_embeddings(str(out))
+    assert len(table.paths) == 5 and os.fsdecode(odd) in table.paths  # the exact name, back
+
+
+def test_parquet_embeddings_read_and_exit_cleanly(photos, weights_file, tmp_path):
+    """pyarrow's threaded read aborted the interpreter at exit about one run in three (exit 134)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "e.parquet"
+    assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 0
+    code = f"from xception_cli.output import load_embeddings; load_embeddings({str(out)!r})"
+    codes = [subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode
+             for _ in range(8)]
+    assert codes == [0] * 8
+
+
+def test_similar_knows_the_same_weights_by_another_spelling(library, photos, weights_file):
+    other = os.path.join(os.path.dirname(weights_file), "..", os.path.basename(os.path.dirname(weights_file)),
+                         os.path.basename(weights_file))
+    r = CliRunner().invoke(cli, ["similar", str(photos / "cat.jpg"), "--embeddings", str(library), "--weights",
+                                 other, "-k", "1", "-f", "jsonl"])
+    assert r.exit_code == 0 and "warning" not in r.stderr
+
+
+def test_embed_refuses_a_file_name_of_another_format(photos, weights_file, tmp_path):
+    r = embed(photos, "-o", tmp_path / "e.csv", "--weights", weights_file)
+    assert r.exit_code == 2 and "embed writes npz, parquet or jsonl, not csv" in r.stderr
+    assert not (tmp_path / "e.csv").exists()

@@ -252,7 +252,12 @@ def read_completed(text: str, fmt: str, base: str | None = None, key: str = "pre
     raise ValueError(f"--resume works with jsonl or csv output, not {fmt}")
 
 
+TASK_OF_KEY = {"predictions": "predict", "embedding": "embed"}
+
+
 def _read_jsonl(text: str, base: str | None, key: str) -> tuple[set[str], list[str]]:
+    """``ValueError`` when the file holds the other command's records (never dropped silently)."""
+    other = "embedding" if key == "predictions" else "predictions"
     lines = text.split("\n")
     lines.pop()  # "" after the final newline, or a last line cut short by a kill
     done: set[str] = set()
@@ -262,6 +267,8 @@ def _read_jsonl(text: str, base: str | None, key: str) -> tuple[set[str], list[s
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(rec, dict) and other in rec:
+            raise ValueError(f"holds {TASK_OF_KEY[other]} output, not {TASK_OF_KEY[key]} output")
         if not (isinstance(rec, dict) and key in rec and isinstance(rec.get("path"), str)):
             continue
         raw = rec.get("path_base64")
@@ -429,7 +436,10 @@ class OutputFile:
             self.earlier_records = len(self.earlier_arrays.paths)
             self._mode = "append"  # the writer writes everything, old and new, when the run ends
             return
-        self.done, self._kept = read_completed(text, self.fmt, base=base, key=self.key)
+        try:
+            self.done, self._kept = read_completed(text, self.fmt, base=base, key=self.key)
+        except ValueError as e:
+            raise OutputError(f"{self.path}: {e}; refusing to resume into it: choose another -o") from None
         self.earlier_records = len(self._kept) - (self.fmt == "csv")
         if self.fmt == "jsonl" and self._kept:
             first = json.loads(self._kept[0])
@@ -600,8 +610,11 @@ class EmbeddingTable:
 
     def to_bytes(self, fmt: str) -> bytes:
         buf = io.BytesIO()
+        shown = [display_path(p) for p in self.paths]  # text, and the exact bytes of non-UTF-8 names
+        texts, raws = [t for t, _ in shown], [r or "" for _, r in shown]
         if fmt == "npz":
-            np.savez(buf, paths=np.array(self.paths, dtype=str), embeddings=self.embeddings,
+            np.savez(buf, paths=np.array(texts, dtype=str), paths_base64=np.array(raws, dtype=str),
+                     embeddings=self.embeddings,
                      failed_paths=np.array([p for p, _ in self.failed], dtype=str),
                      failed_errors=np.array([e for _, e in self.failed], dtype=str),
                      meta=np.array(json.dumps(self.meta)))
@@ -611,7 +624,8 @@ class EmbeddingTable:
         emb_type = pa.list_(pa.float32(), dim)
         rows_emb = [v.astype(np.float32).tolist() for v in self.vectors] + [None] * len(self.failed)
         table = pa.table(
-            {"path": pa.array(self.paths + [p for p, _ in self.failed], pa.string()),
+            {"path": pa.array(texts + [p for p, _ in self.failed], pa.string()),
+             "path_base64": pa.array([r or None for r in raws] + [None] * len(self.failed), pa.string()),
              "embedding": pa.array(rows_emb, emb_type),
              "error": pa.array([None] * len(self.vectors) + [e for _, e in self.failed], pa.string())},
         ).replace_schema_metadata({"xception": json.dumps(self.meta)})
@@ -626,9 +640,15 @@ class EmbeddingTable:
                 failed = list(zip(z["failed_paths"].tolist(), z["failed_errors"].tolist())) \
                     if "failed_paths" in z else []
                 emb = z["embeddings"]
-                return cls(z["paths"].tolist(), list(emb) if len(emb) else [], failed, meta)
+                paths = z["paths"].tolist()
+                if "paths_base64" in z:
+                    paths = [os.fsdecode(base64.b64decode(r)) if r else p
+                             for p, r in zip(paths, z["paths_base64"].tolist())]
+                return cls(paths, list(emb) if len(emb) else [], failed, meta)
         pa, pq = _pyarrow()
-        table = pq.read_table(io.BytesIO(data))
+        # use_threads=False: pyarrow 26's threaded read can abort the interpreter at exit
+        # ("terminate called without an active exception", exit 134) about one run in three.
+        table = pq.read_table(io.BytesIO(data), use_threads=False)
         raw = (table.schema.metadata or {}).get(b"xception")
         meta = json.loads(raw) if raw else {}
         out = cls(meta=meta)
@@ -680,7 +700,7 @@ class ArrayWriter:
             if r.error is not None:
                 self.table.failed.append((display_path(r.path)[0], r.error))
             else:
-                self.table.paths.append(display_path(r.path)[0])
+                self.table.paths.append(r.path)  # the real name: to_bytes keeps its exact bytes
                 self.table.vectors.append(np.asarray(r.embedding, np.float32))
 
     def close(self) -> None:
@@ -754,6 +774,9 @@ def _read_embeddings_file(path: str) -> EmbeddingTable:
                 table.vectors.append(np.asarray(rec["embedding"], np.float32))
             elif isinstance(rec, dict) and "error" in rec:
                 table.failed.append((rec.get("path", ""), rec["error"]))
+            elif isinstance(rec, dict) and "predictions" in rec:
+                raise OutputError(f"{path}: holds predict output (labels), not embeddings: make them with "
+                                  "xception embed")
         return table
     except OutputError:
         raise

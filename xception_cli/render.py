@@ -24,8 +24,12 @@ def table(
     footer: Sequence | None = None,
     caption: str | None = None,
     wrap_headers: bool = False,
+    fold_text_at: int | None = None,
 ) -> Table:
-    """A Rich table; ``columns`` as ``name`` or ``(name, justify)``; a rule after each row index in ``sections``."""
+    """A Rich table; ``columns`` as ``name`` or ``(name, justify)``; a rule after each row index in ``sections``.
+
+    Text columns keep their longest word whole unless ``fold_text_at``: then a longer word (a long
+    path) may fold over lines, so a narrow terminal keeps every column."""
     t = Table(title=title, caption=caption, show_footer=footer is not None, title_justify="left",
               caption_justify="left")
     cells = [["" if v is None else str(v) for v in row] for row in rows]
@@ -40,7 +44,10 @@ def table(
                          *(len(r[i]) for r in cells)])
             t.add_column(name, justify=justify, footer=foot, width=width)
         else:  # text (paths, labels) wraps when the terminal is narrow
-            t.add_column(name, justify=justify, footer=foot, min_width=max(words, default=1), overflow="fold")
+            least = max(words, default=1)
+            if fold_text_at is not None:
+                least = min(least, max(fold_text_at, len(name)))
+            t.add_column(name, justify=justify, footer=foot, min_width=least, overflow="fold")
     cuts = set(sections)
     for i in range(len(cells)):
         t.add_row(*cells[i], end_section=i in cuts)

@@ -414,7 +414,7 @@ def _shard_entries(data: bytes, fmt: str, key: str) -> list[tuple[str, bool]]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.read_table(io.BytesIO(data), use_threads=False)
         names = table.column_names
         if "path" not in names or "error" not in names or other in names:
             raise ValueError(f"columns {names} are not those of a shard of this task")
@@ -454,7 +454,7 @@ def _shard_without_errors(data: bytes, fmt: str) -> bytes | None:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.read_table(io.BytesIO(data), use_threads=False)
         ok = table.filter(table.column("error").is_null())
         if not ok.num_rows:
             return None

@@ -12,6 +12,7 @@ from .common import (
     output_options,
     pick_format,
     precision_option,
+    refuse_an_input_as_output,
     runtime_option,
     stderr_is_terminal,
     weights_option,
@@ -80,6 +81,9 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
         paths = discover([images]).paths
         if not paths:
             raise FatalError(f"{images}: no images found")
+    from ..weights import weights_files
+
+    refuse_an_input_as_output(output, [*weights_files(weights), *weights_files(compare_weights), *(paths or [])])
     fmt = pick_format(fmt, output, ("table", "json"), "json")
     progress = (lambda msg: click.echo(msg, err=True)) if stderr_is_terminal() else None
     result = run_benchmark(

@@ -62,11 +62,20 @@ def friendly_errors(fn):
     return wrapper
 
 
-def weights_option(default="imagenet"):
+WEIGHTS_ACCEPTED = {
+    "any": "a weights file (.h5, .weights.h5, .keras, or an exported OpenVINO .xml)",
+    "no-ir": "a weights file (.h5, .weights.h5 or .keras; an exported IR ends with the classifier, so not "
+             "one of those)",
+    "h5": "an official-layout .h5 file (as Keras writes for Xception, or xception train)",
+}
+
+
+def weights_option(default="imagenet", accepts: str = "any"):
+    """``--weights``; ``accepts``: which files the command can use (its help says so)."""
     return click.option(
         "--weights", default=default, show_default=True, metavar="imagenet|PATH|none",
-        help="ImageNet weights ($XCEPTION_WEIGHTS, the Keras cache, or a download), a weights file "
-        "(.h5, .weights.h5, .keras, or an exported OpenVINO .xml), or 'none' for random weights.",
+        help=f"ImageNet weights ($XCEPTION_WEIGHTS, the Keras cache, or a download), {WEIGHTS_ACCEPTED[accepts]}, "
+        "or 'none' for random weights.",
     )
 
 
@@ -123,9 +132,13 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def pipeline_options(fn):
+def pipeline_options(weights_accepted: str = "any"):
     """The options of every command that runs images through the network (predict, embed):
     ``-b``, ``-j``, ``--weights``, ``--resize``, ``--precision``, ``--runtime``."""
+    return lambda fn: _pipeline_options(fn, weights_accepted)
+
+
+def _pipeline_options(fn, weights_accepted: str):
     from ..config import RESIZE_MODES
 
     for option in reversed([
@@ -133,7 +146,7 @@ def pipeline_options(fn):
                      help="Images per model call."),
         click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
                      help="Decoding threads [default: one per core, 2-8]."),
-        weights_option(),
+        weights_option(accepts=weights_accepted),
         click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
                      help="center-crop: short side to 299/0.875 then the centre 299x299 (bicubic); "
                      "squash: straight to 299x299."),
@@ -176,6 +189,19 @@ def require_stdout() -> None:
     """Refuse to write results to a closed stdout (rather than fail on the first write)."""
     if STDOUT_CLOSED:
         raise FatalError("stdout is closed, so the results cannot be written there: use -o FILE")
+
+
+def refuse_an_input_as_output(output: str | None, inputs) -> None:
+    """``-o`` naming any of ``inputs`` (any spelling, a link or a hard link to it) is refused
+    before any work: writing there would destroy it."""
+    if not output:
+        return
+    from ..output import display_path, same_file_as_any
+
+    clash = same_file_as_any(output, [os.fspath(i) for i in inputs if i])
+    if clash is not None:
+        raise FatalError(f"{output}: is one of this command's inputs ({display_path(clash)[0]}); writing there "
+                         "would destroy it: choose another -o")
 
 
 def open_output(output):

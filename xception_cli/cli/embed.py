@@ -28,7 +28,7 @@ FORMATS = ("jsonl", "npz", "parquet")
 @click.option("--pooling", type=click.Choice(["avg", "max"]), default="avg", show_default=True,
               help="Global pooling of the last feature map (2048 values either way).")
 @click.option("--normalize", is_flag=True, help="Scale every embedding to unit L2 length.")
-@pipeline_options
+@pipeline_options("no-ir")
 @click.option("--resume", is_flag=True,
               help="With -o FILE: skip inputs already embedded there, retry failures (same options as before).")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
@@ -57,6 +57,9 @@ def embed(inputs, output, fmt, pooling, normalize, batch_size, workers, weights,
 
     inputs = input_list(inputs)
     guessed = format_for_path(output) if output else None
+    if fmt is None and guessed is not None and guessed not in FORMATS:
+        raise click.UsageError(f"{output}: embed writes npz, parquet or jsonl, not {guessed}: name the file "
+                               ".npz, .parquet or .jsonl, or give -f")
     chosen = fmt or (guessed if guessed in FORMATS else "jsonl")
     if chosen != "jsonl" and not output:
         raise click.UsageError(f"{chosen} output needs -o FILE")

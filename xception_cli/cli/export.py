@@ -12,7 +12,7 @@ from .common import CONTEXT, friendly_errors, stderr_is_terminal, weights_option
 @click.argument("fmt", metavar="FORMAT", type=click.Choice(["openvino", "saved-model", "onnx"]))
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="NAME.xml (openvino: + NAME.bin), a new folder (saved-model) or NAME.onnx.")
-@weights_option()
+@weights_option(accepts="h5")
 @click.option("--int8", is_flag=True, help="openvino: quantize to INT8 with NNCF, calibrated on --calibrate DIR.")
 @click.option("--calibrate", type=click.Path(), default=None, metavar="DIR",
               help="Your own photos for INT8 calibration (every 5th is held out to check INT8 against float32).")

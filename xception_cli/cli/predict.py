@@ -80,7 +80,7 @@ class RichUI:
                                  f"{p.probability:.2%}" if p.probability >= 1e-4 else f"{p.probability:.2e}"])
             sections.append(len(rows) - 1)
         t = table(["Image", ("#", "right"), "Label", ("Class", "right"), "WordNet ID", ("Probability", "right")],
-                  rows, sections=sections[:-1])
+                  rows, sections=sections[:-1], fold_text_at=12)  # long paths fold: the numbers always show
         console(file=stream).print(t)
 
 
@@ -127,7 +127,7 @@ class _Bar:
 @click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Number of labels per image.")
 @output_options(FORMATS + ("parquet",))
-@pipeline_options
+@pipeline_options()
 @click.option("--resume", is_flag=True,
               help="With -o FILE (jsonl/csv): skip inputs already classified there, retry failures, append.")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
@@ -155,6 +155,9 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
 
     inputs = input_list(inputs)
     chosen = pick_format(fmt, output, FORMATS + ("parquet",), "jsonl")
+    if chosen == "table" and output:
+        raise click.UsageError(f"{output}: the table is drawn on the terminal; -o writes jsonl, csv or json "
+                               "(name the file .jsonl, .csv or .json, or give -f)")
     if chosen == "parquet" and not (use_ray and is_shard_target(output)):
         raise click.UsageError("parquet is written only as Ray shards (--ray -o DIR/ or -o s3://.../); "
                                "for one file use jsonl, csv or json")

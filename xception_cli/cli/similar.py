@@ -13,6 +13,7 @@ from .common import (
     input_list,
     open_output,
     precision_option,
+    refuse_an_input_as_output,
     runtime_option,
 )
 
@@ -63,13 +64,9 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
     if threshold != threshold:  # NaN
         raise click.BadParameter("must be a number", param_hint="--threshold")
     if output:
-        from ..output import same_file_as_any
         from ..weights import weights_files
 
-        clash = same_file_as_any(output, [embeddings_file, *queries, *weights_files(weights)])
-        if clash is not None:
-            raise FatalError(f"{output}: is one of this command's inputs ({clash}); writing there would destroy "
-                             "it: choose another -o")
+        refuse_an_input_as_output(output, [embeddings_file, *queries, *weights_files(weights)])
     table = load_embeddings(embeddings_file)  # OutputError when it holds no embeddings
     fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
     db = table.embeddings
@@ -88,7 +85,7 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
         recorded = meta.get("weights")
         if weights is None:
             weights = recorded or "imagenet"
-        elif recorded and recorded != weights:
+        elif recorded and not _same_weights(recorded, weights):
             click.echo(f"warning: {embeddings_file} was made with --weights {recorded}; the queries use {weights}, "
                        "so their similarities are not comparable", err=True)
         embedder = Embedder(weights=weights, pooling=meta.get("pooling") or "avg",
@@ -127,3 +124,16 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
     if not duplicates and bad:
         sys.exit(1)  # some queries could not be read (as predict: each said so on stderr)
 
+
+
+def _same_weights(a: str, b: str) -> bool:
+    """Two ``--weights`` values naming the same weights (``imagenet``, ``none``, or one file by any
+    spelling)."""
+    import os
+
+    from ..weights import IMAGENET, RANDOM, normalize_weights
+
+    a, b = normalize_weights(a), normalize_weights(b)
+    if a in (IMAGENET, RANDOM) or b in (IMAGENET, RANDOM):
+        return a == b
+    return os.path.realpath(a) == os.path.realpath(b)

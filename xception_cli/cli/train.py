@@ -24,7 +24,7 @@ from .common import CONTEXT, friendly_errors, runtime_option, stderr_is_terminal
 @click.option("--augment", is_flag=True, help="Add a flipped and two slightly rotated copies of each training photo.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True)
-@weights_option()
+@weights_option(accepts="h5")
 @runtime_option
 @friendly_errors
 def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfreeze_from, batch_size, augment, seed,
