@@ -155,7 +155,9 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
 
     inputs = input_list(inputs)
     chosen = pick_format(fmt, output, FORMATS + ("parquet",), "jsonl")
-    if chosen == "table" and output:
+    if chosen == "table" and output and resume and fmt is None:
+        chosen = "jsonl"  # --resume continues the file in its own format (jsonl if it is empty)
+    elif chosen == "table" and output:
         raise click.UsageError(f"{output}: the table is drawn on the terminal; -o writes jsonl, csv or json "
                                "(name the file .jsonl, .csv or .json, or give -f)")
     if chosen == "parquet" and not (use_ray and is_shard_target(output)):
