@@ -23,7 +23,6 @@ from .output import (
     EMBED_OPTIONS,
     WRITERS,
     ArrayWriter,
-    JsonlWriter,
     OutputFile,
     check_same_options,
     display_path,
@@ -299,11 +298,8 @@ class PredictJob:
             return None
         if o.fmt in ARRAY_FORMATS:
             return ArrayWriter(out, o.fmt, self._array_meta(), earlier=out.earlier_arrays)
-        options = self._embed_options()
         stream = out.begin() if out is not None else self.stdout
-        if o.fmt == "jsonl":
-            return JsonlWriter(stream, append=out is not None and out.append, options=options)
-        return WRITERS[o.fmt](stream, append=out is not None and out.append)
+        return WRITERS[o.fmt](stream, append=out is not None and out.append, options=self._embed_options())
 
     def _embed_options(self) -> dict | None:
         """How embeddings are made (``EMBED_OPTIONS``); ``None`` when classifying."""

@@ -131,9 +131,10 @@ def _csv_line(row) -> str:
 class Writer:
     """Base: ``write(batch)`` per finished batch, ``close()`` at the end (always a valid document)."""
 
-    def __init__(self, stream: IO[str], append: bool = False):
+    def __init__(self, stream: IO[str], append: bool = False, options: dict | None = None):
         self.stream = stream
         self.append = append
+        self.options = options  # for embeddings, how they were made (only JSON Lines records it)
 
     def write(self, records: Iterable[Record]) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -145,10 +146,6 @@ class Writer:
 class JsonlWriter(Writer):
     """``options``: for embeddings, how they were made (``EMBED_OPTIONS``), on every vector's line,
     so a jsonl file can be checked on ``--resume`` and by ``similar`` as npz and parquet are."""
-
-    def __init__(self, stream, append=False, options: dict | None = None):
-        super().__init__(stream, append)
-        self.options = options
 
     def _dict(self, r: Record) -> dict:
         d = record_dict(r)
@@ -177,8 +174,8 @@ def check_same_options(path: str, earlier: dict | None, now: dict) -> None:
 
 
 class CsvWriter(Writer):
-    def __init__(self, stream, append=False):
-        super().__init__(stream, append)
+    def __init__(self, stream, append=False, options=None):
+        super().__init__(stream, append, options)
         self._header = not append
 
     def _start(self) -> str:
@@ -197,8 +194,8 @@ class CsvWriter(Writer):
 class JsonWriter(Writer):
     """One JSON array, streamed: a record per line, ``]`` on close (``[]`` when there were none)."""
 
-    def __init__(self, stream, append=False):
-        super().__init__(stream, append)
+    def __init__(self, stream, append=False, options=None):
+        super().__init__(stream, append, options)
         self.count = 0
 
     def write(self, records):

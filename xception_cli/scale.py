@@ -334,8 +334,7 @@ class ShardFolderWriter:
             data = _parquet_bytes(records)
         else:
             buf = io.StringIO()
-            writer = self.writers[self.fmt](buf, options=self.options) if self.fmt == "jsonl" else \
-                self.writers[self.fmt](buf)
+            writer = self.writers[self.fmt](buf, options=self.options)
             writer.write(records)
             writer.close()
             data = buf.getvalue().encode("utf-8", "surrogateescape")
