@@ -162,6 +162,16 @@ def test_resume_reads_an_older_file_with_raw_bytes_without_dying(run, photos, tm
 
 # 7 ----------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_resume_with_another_k_is_refused(fmt, run, photos, tmp_path):
+    out = tmp_path / f"labels.{fmt}"
+    assert run(photos / "cat.jpg", "-o", out).exit_code == 0
+    before = out.read_bytes()
+    r = run(photos, "-o", out, "--resume", "-k", "3")
+    assert r.exit_code == 2 and "holds 5 label(s) per image; this run gives 3" in r.stderr
+    assert out.read_bytes() == before
+
+
 def test_resume_keeps_hard_links_to_the_output(run, photos, tmp_path):
     out, link = tmp_path / "labels.jsonl", tmp_path / "also.jsonl"
     (photos / "late.jpg").write_bytes(b"not yet")

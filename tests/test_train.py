@@ -61,6 +61,21 @@ def test_predict_with_the_model_prints_the_folder_names(trained, tmp_path):
     assert sorted(p["index"] for p in first) == [0, 1, 2]
 
 
+def test_resume_with_a_trained_model_and_the_default_k(trained, tmp_path):
+    """-k 5 against 3 classes gives 3 labels, on the first run and on the resume alike."""
+    out, _ = trained
+    photos = tmp_path / "p"
+    photos.mkdir()
+    for i, colour in enumerate([(230, 220, 40), (20, 30, 200)]):
+        Image.new("RGB", (120, 90), colour).save(photos / f"{i}.png")
+    labels = tmp_path / "labels.jsonl"
+    r = CliRunner().invoke(cli, ["predict", str(photos / "0.png"), "-o", str(labels), "--weights", str(out)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["predict", str(photos), "-o", str(labels), "--weights", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert [len(json.loads(line)["predictions"]) for line in labels.read_text().splitlines()] == [3, 3]
+
+
 def test_the_model_loads_without_tensorflow(trained, tmp_path):
     """The model is an HDF5 weights file read with h5py: no code from the file, no Keras needed."""
     out, _ = trained

@@ -166,6 +166,10 @@ class PredictJob:
             raise OutputError(f"{o.output}: holds {out.fmt} output, which this command does not write "
                               f"({', '.join(o.head.formats)}): choose another -o")
         o.fmt = out.fmt  # resume continues in the file's own format
+        if out.earlier_k is not None and out.earlier_k != self._labels_per_image():
+            out.close()
+            raise OutputError(f"{o.output}: holds {out.earlier_k} label(s) per image; this run gives "
+                              f"{self._labels_per_image()}: resume with -k {out.earlier_k}, or choose another -o")
         options = self._embed_options()
         if options:  # embeddings made otherwise are refused now, before any work
             try:
@@ -300,6 +304,21 @@ class PredictJob:
             return ArrayWriter(out, o.fmt, self._array_meta(), earlier=out.earlier_arrays)
         stream = out.begin() if out is not None else self.stdout
         return WRITERS[o.fmt](stream, append=out is not None and out.append, options=self._embed_options())
+
+    def _labels_per_image(self) -> int:
+        """``-k``, capped at the number of classes (a model from ``xception train`` has its own), found
+        without loading anything."""
+        from .weights import IMAGENET, RANDOM, file_class_names, normalize_weights
+
+        w = normalize_weights(self.o.weights)
+        classes = 1000
+        if w not in (IMAGENET, RANDOM) and str(w).endswith(".xml"):
+            from .export import read_metadata
+
+            classes = len((read_metadata(w) or {}).get("labels") or []) or 1000
+        elif w not in (IMAGENET, RANDOM) and str(w).endswith(".h5") and not str(w).endswith(".weights.h5"):
+            classes = len(file_class_names(w) or []) or 1000
+        return min(self.o.top_k, classes)
 
     def _embed_options(self) -> dict | None:
         """How embeddings are made (``EMBED_OPTIONS``); ``None`` when classifying."""

@@ -354,6 +354,7 @@ class OutputFile:
         self.done: set[str] = set()
         self.earlier_records = 0
         self.earlier_options: dict | None = None  # jsonl embeddings: the options they were made with
+        self.earlier_k: int | None = None  # labels per image in an earlier predict output
         self._mode = "truncate"  # what begin() does: "truncate", "append" or "rewrite" (self._kept)
         self._kept: list[str] = []
         self._fd: int | None = None
@@ -441,6 +442,10 @@ class OutputFile:
         if self.fmt == "jsonl" and self._kept:
             first = json.loads(self._kept[0])
             self.earlier_options = first.get("options") if isinstance(first.get("options"), dict) else None
+            if isinstance(first.get("predictions"), list):
+                self.earlier_k = len(first["predictions"])
+        elif self.fmt == "csv" and len(self._kept) > 1:  # kept[1]: every row of the first path
+            self.earlier_k = len(list(csv.reader(io.StringIO(self._kept[1], newline=""))))
         # Something to drop (failures, a cut line, duplicates): rewritten by begin(); else appended.
         unchanged = "".join(self._kept).encode("utf-8", "surrogateescape") == data
         self._mode = "append" if unchanged else "rewrite"
