@@ -442,7 +442,7 @@ class OutputFile:
         if self.fmt == "jsonl" and self._kept:
             first = json.loads(self._kept[0])
             self.earlier_options = first.get("options") if isinstance(first.get("options"), dict) else None
-            if isinstance(first.get("predictions"), list):
+            if isinstance(first.get("predictions"), list) and first["predictions"]:
                 self.earlier_k = len(first["predictions"])
         elif self.fmt == "csv" and len(self._kept) > 1:  # kept[1]: every row of the first path
             self.earlier_k = len(list(csv.reader(io.StringIO(self._kept[1], newline=""))))
