@@ -87,13 +87,17 @@ class Classifier(_ImageModel):
         """Classify ``(name, source)`` pairs lazily; yields each batch's records in order."""
         return self._stream(items, Classify(top_k or self.head.k), stats)
 
-    def predict(self, inputs, top_k: int = 5) -> list[Record]:
-        """Classify one input or a list: paths, PIL images or HxWx3 arrays (uint8 RGB)."""
-        return self._run(inputs, Classify(top_k))
+    def predict(self, inputs, top_k: int | None = None) -> list[Record]:
+        """Classify one input or a list: paths, file bytes, PIL images or HxWx3 arrays (uint8 RGB).
+        ``top_k``: labels per image [default: the classifier's own ``top_k``]."""
+        return self._run(inputs, Classify(self.head.k if top_k is None else top_k))
 
     def predict_proba(self, inputs) -> np.ndarray:
         """Class probabilities ``(N, 1000)`` for already preprocessed float32 inputs ``(N, 299, 299, 3)``."""
-        return self.engine(np.asarray(inputs, dtype=np.float32))
+        x = np.asarray(inputs, dtype=np.float32)
+        if x.ndim == 4 and len(x) == 0:
+            return np.zeros((0, len(self.engine.class_names or ()) or 1000), np.float32)
+        return self.engine(x)
 
 
 class Embedder(_ImageModel):
@@ -141,7 +145,8 @@ def model_for(head, **kwargs) -> _ImageModel:
 
 
 def _as_list(inputs) -> list:
-    if isinstance(inputs, (str, os.PathLike)) or (isinstance(inputs, np.ndarray) and inputs.ndim != 4):
+    if isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview)) or (
+            isinstance(inputs, np.ndarray) and inputs.ndim != 4):
         return [inputs]
     try:
         from PIL import Image

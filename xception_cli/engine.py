@@ -172,16 +172,26 @@ def get_engine(
 ) -> Engine:
     """The process-wide ``Engine`` for this configuration (created lazily, then reused)."""
     key = (normalize_weights(weights), include_top, precision, input_size, pooling, initialize,
-           requested_runtime(runtime))
+           requested_runtime(runtime), _file_identity(weights))
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
             engine = Engine(
                 weights=key[0], include_top=include_top, precision=precision, input_size=input_size,
-                pooling=pooling, runtime_request=key[-1], initialize=initialize, progress=progress,
+                pooling=pooling, runtime_request=key[6], initialize=initialize, progress=progress,
             )
             _ENGINES[key] = engine
     return engine
+
+
+def _file_identity(weights) -> tuple | None:
+    """A weights file as it is now (a file rewritten in place, e.g. trained again to the same
+    name, is another network); ``None`` for anything that is not a file here."""
+    try:
+        st = os.stat(weights) if weights is not None else None
+    except (OSError, TypeError, ValueError):
+        return None
+    return None if st is None else (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def architecture(input_size: int = config.IMAGENET_INPUT_SIZE):

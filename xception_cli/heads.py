@@ -26,6 +26,12 @@ class Classify:
     done, doing = "classified", "classifying"  # what messages say
     formats = ("table", "json", "jsonl", "csv")
 
+    def __post_init__(self):
+        import numbers
+
+        if not isinstance(self.k, numbers.Integral) or isinstance(self.k, bool) or self.k < 1:
+            raise ValueError(f"top_k must be a whole number >= 1, got {self.k!r}")
+
     def values(self, outputs: np.ndarray) -> list:
         return top_k(outputs, self.k, self.labels)
 

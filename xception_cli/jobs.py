@@ -106,7 +106,7 @@ class QuietUI:
 class PredictOptions:
     inputs: list[str]
     top_k: int = 5
-    fmt: str = "jsonl"
+    fmt: str | None = None  # None: from the output's extension (as the command does), else jsonl
     fmt_explicit: bool = False
     output: str | None = None
     batch_size: int = 8
@@ -123,6 +123,14 @@ class PredictOptions:
             from .heads import Classify
 
             self.head = Classify(self.top_k)
+        if self.fmt is None:
+            from .output import format_for_path
+
+            guessed = format_for_path(self.output) if self.output else None
+            self.fmt = guessed if guessed in self.head.formats and guessed != "table" else "jsonl"
+        valid = (*self.head.formats, "parquet")  # parquet: Ray shards
+        if self.fmt not in valid:
+            raise OutputError(f"unknown output format {self.fmt!r}: choose one of {', '.join(valid)}")
 
 
 class PredictJob:
@@ -203,7 +211,12 @@ class PredictJob:
         from PIL import Image
 
         # Oversized images become error records with their own message; Pillow's warning is noise.
-        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        # The caller's warning filters are put back afterwards (a Python user's process).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+            return self._run()
+
+    def _run(self) -> int:
         o = self.o
         items = self._inputs()
         out = self._open_output([name for name, src in items if not isinstance(src, ImageError)])

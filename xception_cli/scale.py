@@ -156,6 +156,8 @@ class XceptionPredictor:
         from .engine import Engine
         from .heads import Classify, Embed
 
+        if task not in ("classify", "embed"):
+            raise ValueError(f"task must be 'classify' or 'embed', got {task!r}")
         self.head = Classify(top_k) if task == "classify" else Embed(pooling, normalize)
         if threads is None:
             threads = _actor_cpus()
@@ -167,12 +169,13 @@ class XceptionPredictor:
 
             self.head = replace(self.head, labels=tuple(self.engine.class_names))
         self.resize = resize
-        try:
-            import ray
-
-            self.node = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001 - outside Ray (tests, plain Python)
-            self.node = ""
+        self.node = ""
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():  # asking outside Ray would start a local Ray
+            try:
+                self.node = ray.get_runtime_context().get_node_id()
+            except Exception:  # noqa: BLE001 - no node to name: the record says ""
+                pass
 
     def __call__(self, batch: dict) -> dict:
         from .output import record_dict
@@ -182,7 +185,10 @@ class XceptionPredictor:
         paths = [str(p) for p in batch["path"]]
         errors = [str(e) if e else "" for e in batch.get("error", [""] * len(paths))]
         if "pixels" in batch:
-            pixels = np.asarray(batch["pixels"], np.uint8)
+            pixels = np.asarray(batch["pixels"])
+            if pixels.dtype != np.uint8:  # float input in [-1, 1] cast to uint8 would be garbage, silently
+                raise ValueError(f"'pixels' must be uint8 RGB [N, 299, 299, 3] (as decode_batch or load_image "
+                                 f"give), not {pixels.dtype}")
         else:
             pixels = np.zeros((len(paths), 299, 299, 3), np.uint8)
             column = batch.get("image", batch.get("bytes"))
@@ -207,9 +213,10 @@ class XceptionPredictor:
 
 
 def _actor_cpus() -> int:
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():  # not in a Ray worker (asking would start a local Ray)
+        return max(1, os.cpu_count() or 1)
     try:
-        import ray
-
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         return max(1, round(cpus)) if cpus else max(1, os.cpu_count() or 1)
     except Exception:  # noqa: BLE001

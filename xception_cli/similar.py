@@ -29,7 +29,16 @@ class Match:
 
 def nearest(queries: np.ndarray, database: np.ndarray, paths: list[str], k: int = 5) -> list[list[Match]]:
     """The ``k`` most similar stored vectors for each query (cosine similarity, best first; ties
-    by the earlier stored vector)."""
+    by the earlier stored vector). A single 1-D query is one query."""
+    queries, database = np.asarray(queries), np.asarray(database)
+    if queries.ndim == 1:
+        queries = queries[None]
+    if queries.ndim != 2 or database.ndim != 2 or queries.shape[1] != database.shape[1]:
+        raise ValueError(f"queries {queries.shape} and database {database.shape} must be (N, D) and (M, D)")
+    if len(paths) != len(database):
+        raise ValueError(f"{len(paths)} paths for {len(database)} stored vectors")
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1, got {k!r}")
     q, db = normalize(queries), normalize(database)
     k = min(k, len(db))
     out = []
@@ -44,6 +53,8 @@ def nearest(queries: np.ndarray, database: np.ndarray, paths: list[str], k: int 
 def duplicates(database: np.ndarray, paths: list[str], threshold: float = 0.95) -> list[tuple[str, str, float]]:
     """Every pair ``(a, b, similarity)`` with cosine similarity >= ``threshold``, most similar first
     (``a`` stored before ``b``)."""
+    if len(paths) != len(database):
+        raise ValueError(f"{len(paths)} paths for {len(database)} stored vectors")
     db = normalize(database)
     pairs = []
     for start in range(0, len(db), BLOCK):
