@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "bench-out"
 PY = sys.executable
+XCEPTION = str(Path(PY).with_name("xception"))  # the command this environment installed
 
 
 def machine() -> str:

@@ -28,9 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, PY, ROOT, SHARED, corpus, machine, timed, weights_file  # noqa: E402
-
-XCEPTION = str(Path(PY).with_name("xception"))
+from _common import OUT, PY, ROOT, SHARED, XCEPTION, corpus, machine, timed, weights_file  # noqa: E402
 
 
 def predict_cmd(folder: Path, out: Path, precision: str, weights: Path) -> list[str]:

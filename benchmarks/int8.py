@@ -21,9 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, PY, ROOT, corpus, machine, timed, weights_file  # noqa: E402
-
-XCEPTION = str(Path(PY).with_name("xception"))
+from _common import OUT, ROOT, XCEPTION, corpus, machine, timed, weights_file  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +40,9 @@ def main() -> None:
     r = timed([XCEPTION, "export", "openvino", "--int8", "--calibrate", str(calibration), "-o", str(int8_ir),
                "--weights", str(weights), "-f", "json"], stdout=subprocess.PIPE)
     print(f"export INT8 IR (calibrated on {calibration.name}): {r['wall_s']:.1f} s", flush=True)
-    check = json.loads(int8_ir.with_suffix(".meta.json").read_text())["int8"]
+    from xception_cli.export import read_metadata
+
+    check = read_metadata(int8_ir)["int8"]
     print(f"  held-out check at export: top-1 {check['top1_agree_count']}/{check['held_out_photos']}, "
           f"max |dp| {check['max_abs_probability_difference']:.3g}", flush=True)
 

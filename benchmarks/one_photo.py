@@ -16,9 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, PY, ROOT, SHARED, machine, timed, weights_file  # noqa: E402
-
-XCEPTION = str(Path(PY).with_name("xception"))
+from _common import OUT, PY, ROOT, SHARED, XCEPTION, machine, timed, weights_file  # noqa: E402
 
 
 def main() -> None:

@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, PY, ROOT, machine, weights_file  # noqa: E402
-
-XCEPTION = str(Path(PY).with_name("xception"))
+from _common import OUT, PY, ROOT, XCEPTION, machine, weights_file  # noqa: E402
 
 KERAS_RECIPE = r"""
 import json, sys, time
