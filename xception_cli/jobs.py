@@ -320,17 +320,12 @@ class PredictJob:
 
     def _labels_per_image(self) -> int:
         """``-k``, capped at the number of classes (a model from ``xception train`` has its own), found
-        without loading anything."""
-        from .weights import IMAGENET, RANDOM, file_class_names, normalize_weights
+        without loading the network."""
+        from .engine import Engine
+        from .weights import IMAGENET, RANDOM, normalize_weights
 
         w = normalize_weights(self.o.weights)
-        classes = 1000
-        if w not in (IMAGENET, RANDOM) and str(w).endswith(".xml"):
-            from .export import read_metadata
-
-            classes = len((read_metadata(w) or {}).get("labels") or []) or 1000
-        elif w not in (IMAGENET, RANDOM) and str(w).endswith(".h5") and not str(w).endswith(".weights.h5"):
-            classes = len(file_class_names(w) or []) or 1000
+        classes = 1000 if w in (IMAGENET, RANDOM) else len(Engine(weights=w).class_names or ()) or 1000
         return min(self.o.top_k, classes)
 
     def _embed_options(self) -> dict | None:
