@@ -160,13 +160,13 @@ def test_similar_on_shards_prints_text_and_counts_a_byte_name_once(tmp_path):
 def test_shard_mistakes_are_found_before_ray_starts(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import xception_cli.scale as scale
+    import xception_cli.scale.run as ray_run
     from xception_cli.cli import cli
 
     def no_ray(*a, **k):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr(scale, "init_ray", no_ray)
+    monkeypatch.setattr(ray_run, "init_ray", no_ray)
     img = tmp_path / "a.jpg"
     img.write_bytes(b"x")
     r = CliRunner().invoke(cli, ["embed", str(img), "--ray", "-o", f"{tmp_path}/e/", "-f", "npz"])
@@ -196,13 +196,13 @@ def test_ray_processes_left_as_children_are_stopped():
     import subprocess
     import sys
 
-    from xception_cli.scale import _kill_adopted_ray_processes, _ray_children
+    from xception_cli.scale.cluster import kill_adopted_ray_processes, ray_children
 
     fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ray::DashboardAgent"])
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert fake.pid in _ray_children() and other.pid not in _ray_children()
-        _kill_adopted_ray_processes(wait_s=2)
+        assert fake.pid in ray_children() and other.pid not in ray_children()
+        kill_adopted_ray_processes(wait_s=2)
         assert fake.wait(timeout=5) == -9 and other.poll() is None
     finally:
         other.kill()
