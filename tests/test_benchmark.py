@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from xception_cli.bench import time_calls
+from xception_cli.benchmark import time_calls
 from xception_cli.cli import cli
 
 SYSTEM_KEYS = {"python", "cpu", "cores", "precision", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",

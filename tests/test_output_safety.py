@@ -364,7 +364,8 @@ def test_progress_bar_leaves_nothing_where_the_table_starts(photos, weights_file
 def test_summary_never_cuts_a_number(width):
     from rich.console import Console
 
-    from xception_cli.summary_cmd import build_summary, render_tables
+    from xception_cli.architecture import build_summary
+    from xception_cli.cli.summary import render_tables
 
     s = build_summary(299)
     buf = io.StringIO()

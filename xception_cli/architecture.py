@@ -5,13 +5,25 @@ their names (``blockN_...``; the residual convolution, its BatchNormalization an
 belong to the block they feed). MACs follow FACTS.md: Conv2D ``Ho*Wo*Kh*Kw*Cin*Cout``;
 SeparableConv2D ``Ho*Wo*Kh*Kw*Cin + Ho*Wo*Cin*Cout``; Dense ``Cin*Cout``; BatchNormalization,
 pooling, activations and adds are not counted.
+
+``xception summary`` shows these numbers; as JSON and CSV they are written here, as tables in
+``cli/summary.py``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from dataclasses import asdict, dataclass, field
 
+from .config import IMAGENET_INPUT_SIZE
 from .model import block_of, flow_of
+
+COMPARE_MODELS = ("inception-v3",)  # what `summary --compare` can total beside Xception
+BLOCK_CSV = ("block", "flow", "output_shape", "params", "macs", "separable_convs",
+             "regular_equivalent_params", "regular_equivalent_macs")
+LAYER_CSV = ("block", "layer", "type", "output_shape", "params", "macs")
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,43 @@ class ArchitectureSummary:
             d["layers"] = [layer.to_dict() for layer in self.layers]
         return d
 
+    def to_json(self, with_layers: bool = False, compare: dict | None = None) -> str:
+        d = self.to_dict(with_layers)
+        if compare:
+            d["compare"] = compare
+        return json.dumps(d, indent=2) + "\n"
+
+    def to_csv(self, with_layers: bool = False) -> str:
+        """One row per block (with the top and the total), or per layer."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        if with_layers:
+            w.writerow(LAYER_CSV)
+            for i in self.layers:
+                w.writerow([block_name(i), i.name, i.type, shape_str(i.output_shape), i.params, i.macs])
+            return buf.getvalue()
+        w.writerow(BLOCK_CSV)
+        for b in self.blocks:
+            w.writerow([b.block, b.flow, shape_str(b.output_shape), b.params, b.macs, b.separable_convs,
+                        b.regular_equivalent_params, b.regular_equivalent_macs])
+        if self.top:
+            w.writerow(["top", "", shape_str(self.top["output_shape"]), self.top["params"], self.top["macs"], 0, 0, 0])
+        w.writerow(["total", "", "", self.total_params, self.macs, sum(b.separable_convs for b in self.blocks),
+                    sum(b.regular_equivalent_params for b in self.blocks),
+                    sum(b.regular_equivalent_macs for b in self.blocks)])
+        return buf.getvalue()
+
+
+def shape_str(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def block_name(layer: LayerInfo) -> int | str:
+    """The block a layer is shown in: its number, ``top`` after the last block, ``""`` for the input."""
+    if layer.block is not None:
+        return layer.block
+    return "" if layer.type == "InputLayer" else "top"
+
 
 def summarize(model, name: str = "xception") -> ArchitectureSummary:
     """Group ``model``'s layers into Xception's blocks and add everything up."""
@@ -187,3 +236,24 @@ def totals(model) -> dict:
     """Parameters and MACs of any Keras model (for comparisons such as Inception-v3)."""
     infos = layer_infos(model)
     return {"params": sum(i.params for i in infos), "macs": sum(i.macs for i in infos), "layers": len(infos)}
+
+
+def build_summary(input_size: int = IMAGENET_INPUT_SIZE) -> ArchitectureSummary:
+    """Xception's summary at ``input_size`` (random weights: nothing is read or downloaded)."""
+    from .engine import architecture
+
+    return summarize(architecture(input_size))
+
+
+def compare_totals(name: str, input_size: int) -> dict:
+    """Another architecture's totals at ``input_size`` (one of ``COMPARE_MODELS``, random weights)."""
+    import keras
+
+    if name == "inception-v3":
+        if input_size < 75:
+            raise ValueError(f"Inception-v3 needs an input of at least 75x75, got {input_size}")
+        top = input_size == IMAGENET_INPUT_SIZE
+        model = keras.applications.InceptionV3(
+            weights=None, include_top=top, input_shape=(input_size, input_size, 3))
+        return {"model": name, "input_shape": [input_size, input_size, 3], "include_top": top, **totals(model)}
+    raise ValueError(f"unknown model to compare: {name!r}")

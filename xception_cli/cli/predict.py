@@ -11,7 +11,6 @@ from .common import (
     friendly_errors,
     input_list,
     output_options,
-    pick_format,
     pipeline_options,
     ray_options,
     require_stdout,
@@ -47,7 +46,7 @@ class RichUI:
         if self._download is None:
             from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-            from ..render import console
+            from .render import console
 
             bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
                            console=console(stderr=True), transient=True)
@@ -66,8 +65,8 @@ class RichUI:
         return _Bar(self, total, label)
 
     def table(self, records, stream) -> None:
-        from ..output import display_path
-        from ..render import console, table
+        from ..output.paths import display_path
+        from .render import console, table
 
         rows, sections = [], []
         for r in records:
@@ -98,7 +97,7 @@ class _Bar:
         )
         from rich.text import Text
 
-        from ..render import console
+        from .render import console
 
         class RateColumn(ProgressColumn):
             def render(self, task):
@@ -149,41 +148,29 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
     read becomes an error record and the rest go on. Exit status: 0 all classified, 1 some
     inputs failed, 2 usage, weights or no-input errors, 130 interrupted.
     """
+    from ..heads import Classify
+
+    sys.exit(run_job(input_list(inputs), fmt, output, resume, no_progress, head=Classify(top_k),
+                     batch_size=batch_size, workers=workers, weights=weights, resize=resize, precision=precision,
+                     runtime=runtime, ray=use_ray, ray_address=ray_address, actors=actors))
+
+
+def run_job(inputs, fmt, output, resume, no_progress, head, **options) -> int:
+    """The job for ``predict`` and ``embed``: the format decided once, then ``jobs.PredictJob``."""
     from ..jobs import PredictJob, PredictOptions
-    from ..scale import is_shard_target
+    from ..output.formats import choose_format
+    from ..output.shards import is_shard_target
     from . import STARTED
 
-    inputs = input_list(inputs)
-    chosen = pick_format(fmt, output, FORMATS + ("parquet",), "jsonl")
-    if chosen == "table" and output and resume and fmt is None:
-        chosen = "jsonl"  # --resume continues the file in its own format (jsonl if it is empty)
-    elif chosen == "table" and output:
-        raise click.UsageError(f"{output}: the table is drawn on the terminal; -o writes jsonl, csv or json "
-                               "(name the file .jsonl, .csv or .json, or give -f)")
-    if chosen == "parquet" and not (use_ray and is_shard_target(output)):
-        raise click.UsageError("parquet is written only as Ray shards (--ray -o DIR/ or -o s3://.../); "
-                               "for one file use jsonl, csv or json")
-    options = PredictOptions(
-        inputs=inputs, top_k=top_k, fmt=chosen, fmt_explicit=fmt is not None,
-        output=output, batch_size=batch_size, workers=workers, weights=weights, resize=resize,
-        precision=precision, runtime=runtime, resume=resume,
-    )
+    shards = options.get("ray") and is_shard_target(output)
+    chosen = choose_format(fmt, output, head.key, terminal=sys.stdout.isatty(), shards=shards, resume=resume)
     if resume and not output:
         raise click.UsageError("--resume needs -o FILE (the output of the earlier run)")
+    if not options.get("ray") and (options.get("ray_address") or options.get("actors")):
+        raise click.UsageError("--ray-address and --actors go with --ray")
     if not output:
         require_stdout()
+    job_options = PredictOptions(inputs=inputs, fmt=chosen, fmt_explicit=fmt is not None, output=output,
+                                 resume=resume, head=head, **options)
     ui = RichUI(show_progress=not no_progress and stderr_is_terminal())
-    sys.exit(run_job(PredictJob(options, ui, started=STARTED), use_ray, ray_address, actors))
-
-
-def run_job(job, use_ray: bool, ray_address, actors) -> int:
-    """The job locally, or on Ray Data with ``--ray``."""
-    if not use_ray:
-        if ray_address or actors:
-            raise click.UsageError("--ray-address and --actors go with --ray")
-        return job.run()
-    if job.o.fmt == "table":
-        raise click.UsageError("--ray writes jsonl, csv, json (or npz/parquet embeddings): use -f or -o")
-    from ..scale import run_ray_job
-
-    return run_ray_job(job, ray_address, actors)
+    return PredictJob(job_options, ui, started=STARTED).run()

@@ -1,4 +1,4 @@
-"""Rendering rows for people (Rich tables) — the only module besides ``cli`` that uses Rich."""
+"""Rows for people: a Rich console and tables (colour only on a terminal, never with NO_COLOR)."""
 
 from __future__ import annotations
 

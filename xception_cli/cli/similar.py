@@ -114,8 +114,8 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
         if fmt == "jsonl":
             stream.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         else:
-            from ..render import console
-            from ..render import table as rich_table
+            from .render import console
+            from .render import table as rich_table
 
             if not records:
                 stream.write(f"no pairs at or above {threshold}\n" if duplicates else "")

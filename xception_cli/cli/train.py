@@ -51,7 +51,7 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
     if stderr_is_terminal():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        from ..render import console
+        from .render import console
 
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[metrics]}"), console=console(stderr=True), transient=False)
