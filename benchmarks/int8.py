@@ -40,7 +40,7 @@ def main() -> None:
     r = timed([XCEPTION, "export", "openvino", "--int8", "--calibrate", str(calibration), "-o", str(int8_ir),
                "--weights", str(weights), "-f", "json"], stdout=subprocess.PIPE)
     print(f"export INT8 IR (calibrated on {calibration.name}): {r['wall_s']:.1f} s", flush=True)
-    from xception_cli.export import read_metadata
+    from xception_cli.weights import read_metadata
 
     check = read_metadata(int8_ir)["int8"]
     print(f"  held-out check at export: top-1 {check['top1_agree_count']}/{check['held_out_photos']}, "

@@ -12,6 +12,7 @@ from xception_cli.cli import cli
 from xception_cli.config import WeightsFile
 from xception_cli.model import build_xception
 from xception_cli.synthetic import write_legacy_h5
+from xception_cli.weights import resolve as R
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def no_network(monkeypatch):
         calls.append(url)
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(W, "_urlopen", refuse)
+    monkeypatch.setattr(R, "_urlopen", refuse)
     return calls
 
 
@@ -40,7 +41,7 @@ def official_is(monkeypatch):
 
     def use(path):
         spec = WeightsFile("xception_weights_tf_dim_ordering_tf_kernels.h5", W.md5sum(path))
-        monkeypatch.setattr(W, "official_file", lambda include_top=True: spec)
+        monkeypatch.setattr(R, "official_file", lambda include_top=True: spec)
         return spec
 
     return use
@@ -107,19 +108,19 @@ def test_download_checks_md5_and_fills_the_keras_cache(keras_home, weights_file,
     spec = official_is(weights_file)
     data = weights_file.read_bytes()
     seen = []
-    monkeypatch.setattr(W, "_urlopen", lambda url, timeout: seen.append(url) or FakeResponse(data))
+    monkeypatch.setattr(R, "_urlopen", lambda url, timeout: seen.append(url) or FakeResponse(data))
     progress = []
     path = W.resolve_weights("imagenet", progress=lambda done, total: progress.append((done, total)))
     assert path == keras_home / "models" / spec.filename
     assert path.read_bytes() == data
     assert seen == [spec.url] and progress[-1] == (len(data), len(data))
     # Second time: straight from the cache.
-    monkeypatch.setattr(W, "_urlopen", lambda url, timeout: pytest.fail("downloaded twice"))
+    monkeypatch.setattr(R, "_urlopen", lambda url, timeout: pytest.fail("downloaded twice"))
     assert W.resolve_weights("imagenet") == path
 
 
 def test_download_with_wrong_md5_leaves_nothing(keras_home, monkeypatch):
-    monkeypatch.setattr(W, "_urlopen", lambda url, timeout: FakeResponse(b"truncated garbage"))
+    monkeypatch.setattr(R, "_urlopen", lambda url, timeout: FakeResponse(b"truncated garbage"))
     with pytest.raises(W.WeightsError, match="expected 0a58e3b7378bc2990ea3b43d5981f1f6"):
         W.resolve_weights("imagenet")
     assert not list((keras_home / "models").glob("*"))

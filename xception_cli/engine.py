@@ -24,7 +24,16 @@ import numpy as np
 from . import config
 from .model import validate_input_shape
 from .runtimes import PRECISIONS, Network, NetworkSpec, choose_runtime, load_network, requested_runtime
-from .weights import RANDOM, WeightsSource, normalize_weights, weights_source
+from .weights import (
+    RANDOM,
+    WeightsError,
+    WeightsInfo,
+    WeightsSource,
+    describe,
+    metadata_path,
+    normalize_weights,
+    weights_source,
+)
 
 _POLICY = {"float32": None, "bfloat16": "mixed_bfloat16"}
 
@@ -52,6 +61,7 @@ class Engine:
                              imagenet_top=self.include_top and self.weights != RANDOM)
         self._lock = threading.RLock()
         self._source: WeightsSource | None = None
+        self._info: WeightsInfo | None = None
         self._runtime: str | None = None
         self._network: Network | None = None
         self._model = None
@@ -81,19 +91,25 @@ class Engine:
         return self.weights_source.path
 
     @property
+    def info(self) -> WeightsInfo:
+        """What the weights file says (format, class names, preprocessing), read once."""
+        with self._lock:
+            if self._info is None:
+                self._info = describe(self.weights_source)
+            return self._info
+
+    @property
     def class_names(self) -> list[str] | None:
-        """Your own classes, for a model from ``xception train``; ``None`` for ImageNet."""
-        from .weights import file_class_names
+        """Your own classes, for a model from ``xception train`` (or an IR exported from one);
+        ``None`` for ImageNet."""
+        names = self.info.class_names if self.include_top else None
+        return list(names) if names else None
 
-        source = self.weights_source
-        if not self.include_top:
-            return None
-        if source.format == "openvino-ir":  # an export of a trained model: the labels are in its metadata
-            from .export import read_metadata
-
-            labels = (read_metadata(source.path) or {}).get("labels") or []
-            return [label for _, label in labels] if labels and labels[0][0] is None else None
-        return file_class_names(source.path) if source.format == "legacy-h5" else None
+    @property
+    def resize(self) -> str:
+        """The resize mode the weights were made with (``xception train --resize``), else center-crop:
+        what images get unless the caller asks otherwise."""
+        return self.info.resize_for(None)
 
     # -- realisations ---------------------------------------------------------------------------
 
@@ -105,9 +121,21 @@ class Engine:
                 spec = NetworkSpec(self.weights_source, self.include_top, None if self.include_top else self.pooling,
                                    self.input_size, self.precision, self.threads)
                 t0 = time.perf_counter()
-                self._network = load_network(spec, self.runtime, keras_model=lambda: self.model)
+                network = load_network(spec, self.runtime, keras_model=lambda: self.model)
+                self._check_labels(network)
+                self._network = network
                 self.timings["load_network_s"] = time.perf_counter() - t0
             return self._network
+
+    def _check_labels(self, network: Network) -> None:
+        """An IR's labels come from its metadata file: they must be one per output of the IR itself."""
+        names = self.class_names
+        if not names or self.weights_source.format != "openvino-ir":
+            return
+        outputs = network.handle.output(0).get_partial_shape()[-1]
+        if outputs.is_static and outputs.get_length() != len(names):
+            raise WeightsError(f"{metadata_path(self.weights_source.path)}: {len(names)} labels for the IR's "
+                               f"{outputs.get_length()} outputs: not the metadata of this model")
 
     @property
     def infer(self) -> Callable[[np.ndarray], np.ndarray]:

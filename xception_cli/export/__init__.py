@@ -23,11 +23,11 @@ import numpy as np
 
 from .. import __version__, config
 from ..errors import XceptionError
+from ..weights import class_labels, describe, metadata_path, preprocessing_record
 
 FORMATS = ("openvino", "saved-model", "onnx")
 MIN_CALIBRATION = 10  # photos: fewer cannot calibrate INT8 and still hold some out to check it
 HOLDOUT_EVERY = 5  # every 5th readable photo is held out to compare INT8 with float32
-META_SUFFIX = ".meta.json"
 EXTRA_HINT = "pip install 'xception-cli[export]'"
 
 
@@ -55,51 +55,12 @@ def require(module: str, feature: str):
         raise ExportError(f"{feature} needs the '{module.split('.')[0]}' package: {EXTRA_HINT}") from None
 
 
-def metadata_path(model_path: str | os.PathLike) -> Path:
-    """Where the metadata of an exported model lives: ``x.xml`` -> ``x.xml.meta.json`` (so an IR
-    and an ONNX file of one name keep their own); a folder (SavedModel) holds ``xception.meta.json``."""
-    p = Path(model_path)
-    if p.is_dir() or p.suffix == "":
-        return p / ("xception" + META_SUFFIX)
-    return p.with_name(p.name + META_SUFFIX)
-
-
-FORMAT_OF_SUFFIX = {".xml": "openvino", ".onnx": "onnx"}
-
-
-def read_metadata(model_path: str | os.PathLike) -> dict | None:
-    """The metadata written beside an exported model, or ``None`` when there is none."""
-    p = metadata_path(model_path)
-    try:
-        return json.loads(p.read_text("utf-8"))
-    except (OSError, ValueError):
-        pass
-    # Exports before per-format names wrote x.meta.json: used only when it describes this format.
-    legacy = Path(model_path).with_suffix(META_SUFFIX)
-    try:
-        meta = json.loads(legacy.read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    fmt = FORMAT_OF_SUFFIX.get(Path(model_path).suffix.lower())
-    return meta if isinstance(meta, dict) and fmt is not None and meta.get("format") == fmt else None
-
-
-def class_labels(source) -> list[list]:
-    """``[[wnid, label]]`` per output: ImageNet's, or a trained model's own classes (wnid ``None``)."""
-    from ..labels import class_index
-    from ..weights import file_class_names
-
-    names = file_class_names(source.path) if source.format == "legacy-h5" else None
-    return [[None, n] for n in names] if names else [[wnid, label] for wnid, label in class_index()]
-
-
 def _metadata(fmt: str, source, precision: str, io: dict, extra: dict | None = None) -> dict:
     from ..weights import md5sum
 
     labels = class_labels(source)
     io = _with_classes(io, len(labels))
 
-    cfg = config.DEFAULT_PREPROCESS
     return {
         "model": "xception",
         "format": fmt,
@@ -109,12 +70,7 @@ def _metadata(fmt: str, source, precision: str, io: dict, extra: dict | None = N
                     "random": source.path is None},
         "precision": precision,
         **io,
-        "preprocessing": {
-            "color": "RGB", "layout": "NHWC", "input_size": cfg.input_size,
-            "resize": "center-crop: short side to floor(input_size / crop_pct), bicubic, then the centre square",
-            "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation,
-            "scale": f"x / {cfg.scale} {cfg.offset:+g} (float32, [-1, 1])",
-        },
+        "preprocessing": preprocessing_record(describe(source).resize_for(None)),  # as the weights were made
         "labels": labels,
         **(extra or {}),
     }
@@ -157,7 +113,7 @@ def _check_target(output: str | os.PathLike, fmt: str) -> Path:
 
 
 def export(fmt: str, output: str | os.PathLike, *, weights="imagenet", int8: bool = False,
-           calibrate: str | None = None, calibration_size: int = 300, resize: str = "center-crop",
+           calibrate: str | None = None, calibration_size: int = 300, resize: str | None = None,
            workers: int | None = None, log: Callable[[str], None] | None = None,
            progress=None) -> ExportResult:
     """Export Xception with ``weights`` as ``fmt`` to ``output`` (see the module's docstring)."""
@@ -182,6 +138,7 @@ def export(fmt: str, output: str | os.PathLike, *, weights="imagenet", int8: boo
     if source.format not in ("random", "legacy-h5"):
         raise ExportError(f"{source.path}: export reads the official-format .h5 weights (or none), "
                           f"not a {source.format} file")
+    resize = describe(source).resize_for(resize)  # None: as the weights were made
     t0 = time.perf_counter()
     weights_np = weight_arrays(NetworkSpec(source))
     timings = {"read_weights_s": time.perf_counter() - t0}
