@@ -65,16 +65,17 @@ def test_nearest_checks_its_arguments():
 def test_the_ray_predictor_refuses_what_it_would_get_wrong(weights_file, samples):
     import sys
 
+    from xception_cli.heads import Classify
     from xception_cli.preprocess import load_image, preprocess_image
     from xception_cli.scale import XceptionPredictor
 
     def ray_up():
         return "ray" in sys.modules and sys.modules["ray"].is_initialized()
 
-    with pytest.raises(ValueError, match="task must be"):
-        XceptionPredictor(weights=str(weights_file), task="classfy")
+    with pytest.raises(TypeError, match="head must be"):
+        XceptionPredictor(weights=str(weights_file), head="classify")
     was_up = ray_up()
-    p = XceptionPredictor(weights=str(weights_file), top_k=1)
+    p = XceptionPredictor(weights=str(weights_file), head=Classify(1))
     assert ray_up() == was_up  # outside Ray it starts no Ray
     with pytest.raises(ValueError, match="'pixels' must be uint8"):
         p({"path": np.array(["cat"]), "pixels": preprocess_image(samples[0])[None]})

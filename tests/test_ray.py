@@ -166,6 +166,7 @@ def test_a_vanished_object_is_an_error_record(local_ray, s3_server):
 def test_predictor_in_a_users_own_dataset(local_ray, samples, weights_file, tmp_path):
     import ray.data
 
+    from xception_cli.heads import Classify
     from xception_cli.scale import XceptionPredictor
 
     d = tmp_path / "own"
@@ -173,7 +174,7 @@ def test_predictor_in_a_users_own_dataset(local_ray, samples, weights_file, tmp_
     for p in samples:
         shutil.copy(p, d / p.name)
     ds = ray.data.read_images(str(d), include_paths=True, mode="RGB")
-    out = ds.map_batches(XceptionPredictor, fn_constructor_kwargs={"weights": str(weights_file), "top_k": 3},
+    out = ds.map_batches(XceptionPredictor, fn_constructor_kwargs={"weights": str(weights_file), "head": Classify(3)},
                          batch_size=2, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1)
     rows = sorted(out.take_all(), key=lambda r: r["path"])
     assert len(rows) == 4 and all(r["ok"] for r in rows)

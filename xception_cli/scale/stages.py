@@ -44,26 +44,28 @@ def decode_batch(batch: dict, size: int = DEFAULT_PREPROCESS.input_size, resize:
 class XceptionPredictor:
     """Xception for ``ray.data.Dataset.map_batches``: the network is built once per actor.
 
-    ``ds.map_batches(XceptionPredictor, fn_constructor_kwargs={"weights": "imagenet"}, batch_size=8,
-    concurrency=2)``. A batch holds ``path`` and either ``pixels`` (uint8 ``[N, 299, 299, 3]``, as
+    ``ds.map_batches(XceptionPredictor, fn_constructor_kwargs={"weights": "imagenet", "head": Classify(3)},
+    batch_size=8, concurrency=2)``. A batch holds ``path`` and either ``pixels`` (uint8 ``[N, 299, 299, 3]``, as
     ``decode_batch`` makes them), ``image`` (arrays of any size, as ``ray.data.read_images`` gives)
     or ``bytes`` (as ``read_binary_files`` gives); an ``error`` column marks inputs already failed.
     It returns ``path``, ``ok``, ``record`` (the record as JSON, exactly as ``predict`` writes it)
     and ``node`` (the Ray node that ran it).
 
-    ``task``: ``"classify"`` (``top_k`` labels) or ``"embed"`` (``pooling``, ``normalize``).
+    ``head``: what the network's output becomes, ``heads.Classify(k)`` (top-k labels, the default
+    ``Classify(5)``) or ``heads.Embed(pooling, normalize)`` (embeddings).
     ``threads``: inference threads (default: the CPUs this actor holds).
     """
 
-    def __init__(self, weights="imagenet", task: str = "classify", top_k: int = 5, pooling: str = "avg",
-                 normalize: bool = False, precision: str = "float32", runtime: str | None = None,
-                 threads: int | None = None, resize: str = "center-crop"):
+    def __init__(self, weights="imagenet", head=None, precision: str = "float32", runtime: str | None = None,
+                 threads: int | None = None, resize: str | None = None):
         from ..engine import Engine
         from ..heads import Classify, Embed
 
-        if task not in ("classify", "embed"):
-            raise ValueError(f"task must be 'classify' or 'embed', got {task!r}")
-        self.head = Classify(top_k) if task == "classify" else Embed(pooling, normalize)
+        if head is None:
+            head = Classify()
+        if not isinstance(head, (Classify, Embed)):
+            raise TypeError(f"head must be heads.Classify(k) or heads.Embed(pooling, normalize), got {head!r}")
+        self.head = head
         if threads is None:
             threads = _actor_cpus()
         self.engine = Engine(weights=weights, include_top=self.head.include_top, pooling=self.head.pooling,
@@ -73,7 +75,7 @@ class XceptionPredictor:
             from dataclasses import replace
 
             self.head = replace(self.head, labels=tuple(self.engine.class_names))
-        self.resize = resize
+        self.resize = resize or self.engine.resize  # None: as the weights were made
         self.node = ""
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():  # asking outside Ray would start a local Ray
@@ -83,7 +85,7 @@ class XceptionPredictor:
                 pass
 
     def __call__(self, batch: dict) -> dict:
-        from ..output import record_dict
+        from ..output.records import record_dict
         from ..pipeline import Record
         from ..preprocess import load_image, to_input
 
@@ -157,16 +159,12 @@ def build_dataset(names: list[str], missing: set[str], options, actors: int, cpu
     ctx.enable_auto_log_stats = False
     if not progress:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
-    head = options.head
-    task = "embed" if head.key == "embedding" else "classify"
     ds = ray.data.from_items([{"path": n, "missing": n in missing} for n in names],
                              override_num_blocks=max(1, min(len(names), 4 * max(actors, 1))))
     ds = ds.map_batches(decode_batch, batch_size=options.batch_size, num_cpus=decode_cpus,
                         fn_kwargs={"resize": options.resize})
-    kwargs = {"weights": options.weights, "task": task, "top_k": getattr(head, "k", 5),
-              "pooling": getattr(head, "pooling", None) or "avg", "normalize": getattr(head, "normalize", False),
-              "precision": options.precision, "runtime": options.runtime, "resize": options.resize,
-              "threads": max(1, round(cpus_per_actor))}
+    kwargs = {"weights": options.weights, "head": options.head, "precision": options.precision,
+              "runtime": options.runtime, "resize": options.resize, "threads": max(1, round(cpus_per_actor))}
     return ds.map_batches(bound_predictor(**kwargs), batch_size=options.batch_size, num_cpus=cpus_per_actor,
                           compute=ray.data.ActorPoolStrategy(size=actors))
 
