@@ -144,15 +144,11 @@ def classify_stream(
     infer: Callable[[np.ndarray], np.ndarray],
     *,
     k: int = 5,
-    batch_size: int = 8,
-    workers: int | None = None,
-    size: int = DEFAULT_PREPROCESS.input_size,
-    resize: str = "center-crop",
-    stats: Stats | None = None,
+    **options,
 ) -> Iterator[list[Record]]:
-    """``run_stream`` with the classifying head (``k`` labels per image)."""
-    return run_stream(items, infer, Classify(k), batch_size=batch_size, workers=workers, size=size,
-                      resize=resize, stats=stats)
+    """``run_stream`` with the classifying head (``k`` labels per image); ``options`` are
+    ``run_stream``'s (``batch_size``, ``workers``, ``size``, ``resize``, ``stats``)."""
+    return run_stream(items, infer, Classify(k), **options)
 
 
 def run_stream(

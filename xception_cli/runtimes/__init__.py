@@ -1,7 +1,8 @@
 """The runtime layer: one interface, one module per runtime, and one place that chooses.
 
 A runtime realises ``model.xception_graph`` for inference: ``load_network(spec, runtime)`` returns
-a ``Network`` whose ``infer(batch)`` maps a float32 NHWC batch in ``[-1, 1]`` to float32 outputs.
+a ``Network`` whose ``infer(batch)`` maps a float32 NHWC batch in ``[-1, 1]`` to float32 outputs
+(``NetworkSpec`` and ``Network``, shared by every runtime, are in ``runtimes/network.py``).
 
 - ``openvino`` (``runtimes/openvino.py``): the graph as OpenVINO ops, BatchNormalization folded,
   weights read from the official-format file with h5py (or made in NumPy for ``--weights none``).
@@ -20,13 +21,13 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import numpy as np
-
-from .. import config
 from ..errors import RuntimeChoiceError
 from ..system import has_native_bf16
+from .network import Network, NetworkSpec, weight_arrays
+
+__all__ = ["CHOICES", "PRECISIONS", "RUNTIMES", "Network", "NetworkSpec", "choose_runtime", "decide_precision",
+           "load_network", "requested_runtime", "weight_arrays"]
 
 # `import openvino` starts OpenVINO's usage telemetry (a child process that posts to an analytics
 # service, and a counter in ~/intel) unless the user opted out: a CLI that classifies local photos
@@ -41,31 +42,6 @@ ENV_RUNTIME = "XCEPTION_RUNTIME"
 # What each runtime can read without the other's help.
 READS = {"openvino": ("random", "legacy-h5", "openvino-ir"),
          "tensorflow": ("random", "legacy-h5", "keras-weights", "keras-archive")}
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """What to build: the weights (a resolved ``weights.WeightsSource``), head, size and precision."""
-
-    weights: object  # weights.WeightsSource
-    include_top: bool = True
-    pooling: str | None = None
-    input_size: int = config.IMAGENET_INPUT_SIZE
-    precision: str = "float32"
-    threads: int | None = None  # inference threads (OpenVINO); None: every core
-
-
-@dataclass
-class Network:
-    """A loaded network: ``infer(batch) -> outputs`` and what actually runs it."""
-
-    infer: Callable[[np.ndarray], np.ndarray]
-    runtime: str
-    version: str
-    precision: str  # the precision that actually runs (read back from the runtime where it can say)
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  # one-line warnings for the user
-    handle: object = field(default=None, repr=False)  # the runtime's own object (e.g. OpenVINO's compiled model)
 
 
 def requested_runtime(value: str | None = None) -> str:
@@ -147,14 +123,3 @@ def load_network(spec: NetworkSpec, runtime: str, *, keras_model: Callable[[], o
     if note:
         net.notes.insert(0, note)
     return net
-
-
-def weight_arrays(spec: NetworkSpec) -> dict[str, list[np.ndarray]]:
-    """``{layer name: [arrays]}`` for the official format or random weights, without Keras."""
-    from ..weights import random_weights, read_weights
-
-    if spec.weights.random:
-        return random_weights(spec.include_top)
-    if spec.weights.format != "legacy-h5":
-        raise RuntimeChoiceError(f"{spec.weights.path}: a {spec.weights.format} file needs Keras to read")
-    return read_weights(spec.weights.path, spec.include_top)

@@ -272,7 +272,7 @@ def load(spec, precision: str):
     the plugin actually runs, read back (``int8`` for a quantized IR)."""
     import time
 
-    from . import Network, weight_arrays
+    from .network import Network, weight_arrays
 
     t0 = time.perf_counter()
     quantized = False

@@ -12,36 +12,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import Network, NetworkSpec, weight_arrays
+from ..keras_import import import_keras
+from .network import Network, NetworkSpec, weight_arrays
 
 _TF_READY = False
-# Keras imports scikit-learn at start-up whenever it is installed (for its sklearn wrappers; NNCF,
-# from the export extra, brings it), ~0.7 s of every command that loads Keras. The `xception`
-# command never uses those wrappers, so in its process (``cli.IN_COMMAND``, set by its main())
-# Keras's import skips scikit-learn; a Python user's own process (the API) is left as it is.
-
-
-class _NoSklearn:
-    """A meta path finder that makes ``import sklearn`` fail while Keras loads (and only then)."""
-
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name == "sklearn" or name.startswith("sklearn."):
-            raise ImportError(f"{name}: not loaded by the xception command")
-        return None
-
-
-def _import_keras() -> None:
-    in_command = getattr(sys.modules.get("xception_cli.cli"), "IN_COMMAND", False)
-    if not in_command or "sklearn" in sys.modules:
-        import keras  # noqa: F401
-
-        return
-    sys.meta_path.insert(0, _NoSklearn)
-    try:
-        import keras  # noqa: F401
-    finally:
-        sys.meta_path.remove(_NoSklearn)
 
 
 def _enable_onednn() -> None:
@@ -67,7 +41,7 @@ def import_tensorflow_quietly() -> None:
         return
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ or os.environ.get("XCEPTION_DEBUG"):
         _enable_onednn()
-        _import_keras()
+        import_keras()
         _TF_READY = True
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -77,7 +51,7 @@ def import_tensorflow_quietly() -> None:
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-            _import_keras()
+            import_keras()
             import keras
 
             if keras.backend.backend() == "tensorflow":
