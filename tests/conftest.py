@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -67,12 +66,3 @@ def image_dir(tmp_path, samples) -> Path:
     for p in samples:
         (d / p.name).write_bytes(p.read_bytes())
     return d
-
-
-def rgb(w: int, h: int, color=(200, 30, 60)) -> Image.Image:
-    return Image.new("RGB", (w, h), color)
-
-
-def noise_image(w: int, h: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))

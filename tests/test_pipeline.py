@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import image_modes, noise_image, rgb
 
-from tests.conftest import noise_image, rgb
 from xception_cli.cli import cli
 from xception_cli.discovery import discover
 from xception_cli.pipeline import PREFETCH, Decoder, Stats, classify_stream
@@ -179,9 +179,7 @@ def messy_folder(tmp_path, samples):
     bad["bomb.png"] = "exceeds the decompression-bomb limit"
 
     good = []
-    from tests.test_preprocess import _modes
-
-    for name in _modes(d):
+    for name in image_modes(d):
         good.append(name)
     (d / "UPPER.JPG").write_bytes(samples[0].read_bytes())
     (d / "café ☕ фото.jpg").write_bytes(samples[-1].read_bytes())

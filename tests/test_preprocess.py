@@ -4,9 +4,9 @@ import re
 
 import numpy as np
 import pytest
+from helpers import image_modes, noise_image, rgb
 from PIL import Image
 
-from tests.conftest import noise_image, rgb
 from xception_cli.preprocess import ImageError, load_image, open_image, preprocess_image, to_input
 
 
@@ -83,53 +83,8 @@ def test_exif_rotation_is_applied(tmp_path, samples, engine):
     assert np.abs(pa - praw).max() > 1e-3
 
 
-def _modes(tmp_path):
-    """(file, expected RGB of the top-left output pixel or None) for every mode to handle."""
-    out = {}
-    red = rgb(64, 48, (255, 0, 0))
-    red.convert("L").save(tmp_path / "gray.png")
-    out["gray.png"] = (76, 76, 76)
-    la = Image.new("LA", (64, 48), (0, 0))
-    la.save(tmp_path / "la.png")
-    out["la.png"] = (255, 255, 255)  # fully transparent -> white background
-    rgba = Image.new("RGBA", (64, 48), (0, 0, 255, 0))
-    rgba.save(tmp_path / "rgba.png")
-    out["rgba.png"] = (255, 255, 255)
-    half = Image.new("RGBA", (64, 48), (0, 0, 0, 128))
-    half.save(tmp_path / "half.png")
-    out["half.png"] = (127, 127, 127)
-    pal = red.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
-    pal.save(tmp_path / "palette.png")
-    out["palette.png"] = (255, 0, 0)
-    ptrans = Image.new("P", (64, 48), 0)
-    ptrans.putpalette([0, 255, 0] + [0, 0, 0] * 255)
-    ptrans.info["transparency"] = 0
-    ptrans.save(tmp_path / "ptrans.png", transparency=0)
-    out["ptrans.png"] = (255, 255, 255)
-    rgb(64, 48, (0, 255, 255)).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
-    out["cmyk.jpg"] = (0, 255, 255)
-    Image.fromarray(np.full((48, 64), 65535, np.uint16)).save(tmp_path / "sixteen.png")
-    out["sixteen.png"] = (255, 255, 255)
-    Image.fromarray(np.full((48, 64), 32896, np.uint16)).save(tmp_path / "sixteen_mid.tif")
-    out["sixteen_mid.tif"] = (128, 128, 128)
-    rgb(64, 48, (255, 255, 255)).convert("1").save(tmp_path / "bilevel.bmp")
-    out["bilevel.bmp"] = (255, 255, 255)
-    frames = [rgb(64, 48, (255, 0, 0)), rgb(64, 48, (0, 0, 255))]
-    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    out["anim.gif"] = (255, 0, 0)
-    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
-    out["pages.tif"] = (255, 0, 0)
-    rgb(64, 48, (0, 128, 0)).save(tmp_path / "lossless.webp", lossless=True)
-    out["lossless.webp"] = (0, 128, 0)
-    rgb(1, 1, (10, 20, 30)).save(tmp_path / "one.png")
-    out["one.png"] = (10, 20, 30)
-    rgb(4000, 12, (200, 100, 50)).save(tmp_path / "sliver.png")
-    out["sliver.png"] = (200, 100, 50)
-    return out
-
-
 def test_every_mode_becomes_rgb(tmp_path):
-    for name, expected in _modes(tmp_path).items():
+    for name, expected in image_modes(tmp_path).items():
         px = load_image(tmp_path / name)
         assert px.shape == (299, 299, 3) and px.dtype == np.uint8, name
         got = tuple(int(v) for v in px[150, 150])
