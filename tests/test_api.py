@@ -1,4 +1,5 @@
-"""The Python API as a developer uses it (a review's findings, each kept fixed)."""
+"""The Python API as a developer uses it: engines and their weights files, PredictJob, Classifier,
+nearest() and the Ray predictor."""
 
 import json
 import os

@@ -191,7 +191,7 @@ def test_nearest_and_duplicates_in_numpy():
     assert [(a, b) for a, b, _ in duplicates(db, paths, 0.99)] == [("x", "x2")]
 
 
-# third adversarial pass -------------------------------------------------------------------------
+# which weights and inputs: similar never writes over its inputs; embed refuses mixed weights ----------
 
 def test_similar_never_writes_over_its_inputs(library, photos, weights_file, tmp_path):
     before = library.read_bytes()
@@ -316,7 +316,7 @@ def test_a_library_where_every_image_failed(photos, weights_file, tmp_path):
     assert r.exit_code == 2 and "every image in it failed (2 error record(s))" in r.stderr
 
 
-# third adversarial pass ---------------------------------------------------------------------------
+# resume across commands and names; parquet; file names of another format ------------------------
 
 def test_resume_into_the_other_commands_jsonl_is_refused(photos, weights_file, tmp_path):
     labels, vectors = tmp_path / "labels.jsonl", tmp_path / "vectors.jsonl"
