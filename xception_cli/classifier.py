@@ -19,19 +19,24 @@ from .pipeline import Decoder, Record, Stats, run_stream
 class _ImageModel:
     """Images in, records out, over the shared engine the head needs."""
 
-    def __init__(self, head, weights="imagenet", resize="center-crop", precision="float32", batch_size=8,
+    def __init__(self, head, weights="imagenet", resize=None, precision="float32", batch_size=8,
                  workers=None, progress=None, runtime=None):
-        if resize not in RESIZE_MODES:
+        if resize is not None and resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.head = head
         self.engine = get_engine(weights=weights, include_top=head.include_top, pooling=head.pooling,
                                  precision=precision, progress=progress, runtime=runtime)
-        self.resize = resize
+        self._resize = resize
         self.batch_size = batch_size
         self.workers = workers
         self.size = config.IMAGENET_INPUT_SIZE
+
+    @property
+    def resize(self) -> str:
+        """The resize mode asked for, else the one the weights were made with, else center-crop."""
+        return self._resize or self.engine.resize
 
     def load(self):
         """Find and load the weights and compile inference now (otherwise done on first use)."""
@@ -68,7 +73,8 @@ class Classifier(_ImageModel):
     Args:
         weights: ``"imagenet"`` (official file: ``$XCEPTION_WEIGHTS``, the Keras cache, or a
             download), a path to a weights file, or ``None`` / ``"none"`` for random weights.
-        resize: ``"center-crop"`` (short side to 299/0.875, bicubic, centre crop) or ``"squash"``.
+        resize: ``"center-crop"`` (short side to 299/0.875, bicubic, centre crop) or ``"squash"``;
+            ``None``: what the weights file records (``xception train --resize``), else center-crop.
         precision: ``"float32"`` or ``"bfloat16"`` (run only where the CPU has bfloat16 units on
             OpenVINO; Keras mixed precision on TensorFlow).
         batch_size: images per model call.
@@ -77,7 +83,7 @@ class Classifier(_ImageModel):
             ``"tensorflow"``; ``None`` reads ``$XCEPTION_RUNTIME``.
     """
 
-    def __init__(self, weights: str | os.PathLike | None = "imagenet", resize: str = "center-crop",
+    def __init__(self, weights: str | os.PathLike | None = "imagenet", resize: str | None = None,
                  precision: str = "float32", batch_size: int = 8, workers: int | None = None, progress=None,
                  runtime: str | None = None, top_k: int = 5):
         super().__init__(Classify(top_k), weights, resize, precision, batch_size, workers, progress, runtime)
@@ -112,7 +118,7 @@ class Embedder(_ImageModel):
     """
 
     def __init__(self, weights: str | os.PathLike | None = "imagenet", pooling: str = "avg",
-                 normalize: bool = False, resize: str = "center-crop", precision: str = "float32",
+                 normalize: bool = False, resize: str | None = None, precision: str = "float32",
                  batch_size: int = 8, workers: int | None = None, progress=None, runtime: str | None = None):
         super().__init__(Embed(pooling, normalize), weights, resize, precision, batch_size, workers, progress,
                          runtime)

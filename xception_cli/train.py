@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ class TrainOptions:
     weights: str = "imagenet"
     seed: int = 0
     runtime: str | None = None
-    resize: str = "center-crop"
+    resize: str | None = None  # None: what the base weights record, else center-crop
 
 
 @dataclass
@@ -220,12 +220,14 @@ def write_model(path: str, weights: dict[str, list], classes: list[str], extra: 
 
 
 def _write_h5(tmp, weights, classes, extra, layout, h5py) -> None:
+    from .weights import CLASS_NAMES_ATTR, PREPROCESS_ATTR
+
     with h5py.File(tmp, "w") as f:
         f.attrs["layer_names"] = [name.encode("utf8") for name, _ in layout]
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.2.4"
-        f.attrs["xception_class_names"] = json.dumps(classes)
-        f.attrs["xception_preprocessing"] = json.dumps(extra)
+        f.attrs[CLASS_NAMES_ATTR] = json.dumps(classes)
+        f.attrs[PREPROCESS_ATTR] = json.dumps(extra)
         for name, shapes in layout:
             group = f.create_group(name)
             arrays = weights[name]
@@ -290,7 +292,7 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train; write ``o.output`` and ``o.output`` + ``.report.json``; return the report."""
     from .classifier import Embedder
-    from .weights import read_weights, weights_source
+    from .weights import describe, read_weights, weights_identity, weights_source
 
     log = log or (lambda msg: None)
     on_epoch = on_epoch or (lambda row: None)
@@ -315,6 +317,7 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
     if source.format not in ("random", "legacy-h5"):
         raise TrainError(f"{source.path}: train reads the official-format .h5 weights (or none), "
                          f"not a {source.format} file")
+    o = replace(o, resize=describe(source).resize_for(o.resize))  # recorded in the model written
     # The same file for the features and for the model written (its top, if any, is dropped).
     base = "none" if source.path is None else str(source.path)
     embedder = Embedder(weights=base, pooling="avg", runtime=o.runtime, resize=o.resize)
@@ -347,7 +350,8 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
         weights, _ = fine_tune(o, data, weights, log, lambda row: (history.append(row), on_epoch(row)))
         t_fine = time.perf_counter() - t2
     meta = {"input_size": config.IMAGENET_INPUT_SIZE, "resize": o.resize,
-            "crop_pct": config.DEFAULT_PREPROCESS.crop_pct, "scale": "x / 127.5 - 1", "base_weights": str(o.weights),
+            "crop_pct": config.DEFAULT_PREPROCESS.crop_pct, "scale": "x / 127.5 - 1",
+            "base_weights": weights_identity(o.weights),
             "created_by": f"xception-cli {__version__}"}
     write_model(str(out), weights, data.classes, meta)
     # Final validation numbers, from the model as written (the same code path as predict).

@@ -18,8 +18,9 @@ from .common import CONTEXT, friendly_errors, stderr_is_terminal, weights_option
               help="Your own photos for INT8 calibration (every 5th is held out to check INT8 against float32).")
 @click.option("--calibration-size", type=click.IntRange(1, 100000), default=300, show_default=True,
               help="Photos used to calibrate (at most).")
-@click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
-              help="How calibration photos are preprocessed (as predict would).")
+@click.option("--resize", type=click.Choice(RESIZE_MODES), default=None,
+              help="How calibration photos are preprocessed, as predict would [default: what the weights file "
+              "says, else center-crop].")
 @click.option("-f", "--format", "out_fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="What to print about the export on stdout.")
 @friendly_errors

@@ -23,7 +23,8 @@ from .common import CONTEXT, friendly_errors, runtime_option, stderr_is_terminal
 @click.option("-b", "--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
 @click.option("--augment", is_flag=True, help="Add a flipped and two slightly rotated copies of each training photo.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True)
+@click.option("--resize", type=click.Choice(RESIZE_MODES), default=None,
+              help="How photos are resized (recorded in the model) [default: what --weights says, else center-crop].")
 @weights_option(accepts="h5")
 @runtime_option
 @friendly_errors

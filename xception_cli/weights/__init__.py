@@ -35,6 +35,7 @@ from .resolve import (
     IMAGENET,
     RANDOM,
     WeightsSource,
+    is_random,
     keras_cache_dir,
                    md5sum,
     normalize_weights,
@@ -49,8 +50,9 @@ from .values import check_values, random_weights
 __all__ = [
     "CLASS_NAMES_ATTR", "DEFAULT_RESIZE", "ENV_WEIGHTS", "FORMATS", "IMAGENET", "META_SUFFIX", "PREPROCESS_ATTR",
     "RANDOM", "WEIGHTS_NOTOP", "WEIGHTS_TOP", "WeightsError", "WeightsInfo", "WeightsSource", "assign_by_order",
-    "check_layout", "check_values", "class_labels", "describe", "file_format", "keras_cache_dir", "load_weights",
-    "md5sum", "metadata_path", "normalize_weights", "preprocessing_record", "random_weights", "read_for_layout",
-    "read_legacy_h5", "read_metadata", "read_weights", "resolve_weights", "same_weights", "weighted_layers",
-    "weights_classes", "weights_files", "weights_identity", "weights_info", "weights_resize", "weights_source",
+    "check_layout", "check_values", "class_labels", "describe", "file_format", "is_random", "keras_cache_dir",
+    "load_weights", "md5sum", "metadata_path", "normalize_weights", "preprocessing_record", "random_weights",
+    "read_for_layout", "read_legacy_h5", "read_metadata", "read_weights", "resolve_weights", "same_weights",
+    "weighted_layers", "weights_classes", "weights_files", "weights_identity", "weights_info", "weights_resize",
+    "weights_source",
 ]

@@ -114,7 +114,7 @@ def check_metadata(meta, p: Path, fmt: str | None = None) -> None:
     if "format" in meta and not isinstance(meta["format"], str):
         bad(f"'format' is {_kind(meta['format'])}, expected a string")
     if fmt is not None and meta.get("format", fmt) != fmt:
-        bad(f"it describes a {meta['format']!r} model, and this is {fmt!r}")
+        bad(f"its format is {meta['format']!r}, and this model is {fmt!r}")
     resize = (meta.get("preprocessing") or {}).get("resize", RESIZE_MODES[0])
     if resize not in RESIZE_MODES:
         bad(f"preprocessing 'resize' is {_short(resize)}, expected one of {', '.join(RESIZE_MODES)}")

@@ -100,6 +100,11 @@ def normalize_weights(weights: str | os.PathLike | None) -> str:
     return os.fspath(weights)
 
 
+def is_random(weights: str | os.PathLike | None) -> bool:
+    """Whether a ``--weights`` value asks for random weights (``none``, ``None``...)."""
+    return normalize_weights(weights) == RANDOM
+
+
 def weights_identity(weights: str | os.PathLike | None) -> str:
     """What a run records as its weights: ``"imagenet"``, ``"none"`` or the file's absolute path."""
     w = normalize_weights(weights)

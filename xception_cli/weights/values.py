@@ -45,8 +45,8 @@ def check_values(layers: list[tuple[str, list]], path: str | os.PathLike) -> Non
         shift = beta - mean * scale
         limit = np.finfo(np.float32).max
         if not (np.abs(scale) <= limit).all() or not (np.abs(shift) <= limit).all():
-            raise WeightsError(f"{path}: layer '{name}': its BatchNormalization overflows float32 "
-                               f"(gamma / sqrt(variance) or the shift is beyond {limit:.3g}): {HINT}")
+            raise WeightsError(f"{path}: layer '{name}' overflows float32 as a BatchNormalization "
+                               f"(gamma / sqrt(variance) or its shift beyond {limit:.3g}): {HINT}")
 
 
 def random_weights(include_top: bool = True, seed: int = 0, classes: int = 1000) -> dict[str, list]:
