@@ -136,7 +136,7 @@ def test_predict_will_not_resume_into_embeddings(photos, weights_file, tmp_path)
     out = tmp_path / "e.npz"
     assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 0
     r = CliRunner().invoke(cli, ["predict", str(photos), "-o", str(out), "--resume", "--weights", str(weights_file)])
-    assert r.exit_code == 2 and "holds npz output, which this command does not write" in r.stderr
+    assert r.exit_code == 2 and "predict writes jsonl, csv or json, not npz" in r.stderr
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ def test_nearest_and_duplicates_in_numpy():
 def test_similar_never_writes_over_its_inputs(library, photos, weights_file, tmp_path):
     before = library.read_bytes()
     r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(library), "-o", str(library)])
-    assert r.exit_code == 2 and "is one of this command's inputs" in r.stderr
+    assert r.exit_code == 2 and "is one of the inputs" in r.stderr
     assert library.read_bytes() == before
     mine = tmp_path / "mine.h5"
     shutil.copy(weights_file, mine)
@@ -372,5 +372,5 @@ def test_similar_knows_the_same_weights_by_another_spelling(library, photos, wei
 
 def test_embed_refuses_a_file_name_of_another_format(photos, weights_file, tmp_path):
     r = embed(photos, "-o", tmp_path / "e.csv", "--weights", weights_file)
-    assert r.exit_code == 2 and "embed writes npz, parquet or jsonl, not csv" in r.stderr
+    assert r.exit_code == 2 and "embed writes jsonl, npz or parquet, not csv" in r.stderr
     assert not (tmp_path / "e.csv").exists()

@@ -208,7 +208,7 @@ def test_a_second_writer_to_the_same_output_fails_clearly(run, photos, tmp_path)
 def test_the_lock_is_held_while_writing(run, photos, tmp_path, monkeypatch):
     out = tmp_path / "labels.jsonl"
     seen = []
-    from xception_cli import output
+    from xception_cli.output import records as output
 
     real = output.JsonlWriter.write
 

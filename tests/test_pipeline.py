@@ -303,7 +303,7 @@ def test_resume_needs_output_and_a_line_format(tmp_path, weights_file, samples):
     r = CliRunner().invoke(cli, ["predict", str(samples[0]), "--resume", "-f", "jsonl"])
     assert r.exit_code == 2 and "--resume needs -o FILE" in r.stderr
     r = CliRunner().invoke(cli, ["predict", str(samples[0]), "--resume", "-o", str(tmp_path / "x.json")])
-    assert r.exit_code == 2 and "--resume works with jsonl or csv output, not json" in r.stderr
+    assert r.exit_code == 2 and "--resume works with jsonl, csv, npz or parquet output, not json" in r.stderr
 
 
 def test_ctrl_c_exits_130_keeping_completed_records(small_folder, weights_file, tmp_path):

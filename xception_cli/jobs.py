@@ -1,15 +1,17 @@
 """The predict (and embed) job, without Click: inputs -> records -> output, with resume, locking
-and progress.
+and progress — one loop, two executors.
 
 ``PredictJob(options, ui).run()`` returns the exit status; ``options.head`` says what the network's
-output becomes (``heads.Classify``: labels, the default; ``heads.Embed``: feature vectors).
-Everything a person sees (warnings, progress, the closing line, the table) goes through ``ui``, a
-small interface the command line implements with Rich; a program can pass ``QuietUI`` or its own.
+output becomes (``heads.Classify``: labels, the default; ``heads.Embed``: feature vectors). An
+executor turns the inputs into batches of records: ``LocalExecutor`` (this process's decoding
+threads and network) or, with ``options.ray``, ``scale.RayExecutor`` (Ray Data). Everything else —
+finding inputs, the output and ``--resume``, counting, warnings, writing, Ctrl-C and the closing
+line — is written once, here. What a person sees goes through ``ui`` (the command line implements
+it with Rich; a program can pass ``QuietUI`` or its own).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import warnings
@@ -18,18 +20,14 @@ from typing import IO, Protocol
 
 from .discovery import discover
 from .errors import ImageError, OutputError, XceptionError
-from .output import (
-    ARRAY_FORMATS,
-    EMBED_OPTIONS,
-    WRITERS,
-    ArrayWriter,
-    OutputFile,
-    check_same_options,
-    display_path,
-    path_key,
-    same_file_as_any,
-)
-from .pipeline import Record, Stats
+from .output.files import WRITERS, RecordsOutput
+from .output.formats import FORMATS, choose_format
+from .output.paths import is_uri, shown
+from .output.records import EMBED_OPTIONS
+from .output.resume import Expect
+from .output.shards import ShardOutput, is_shard_target
+from .output.target import Protected
+from .pipeline import Record
 from .weights import weights_files
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -112,11 +110,14 @@ class PredictOptions:
     batch_size: int = 8
     workers: int | None = None
     weights: str | None = "imagenet"
-    resize: str = "center-crop"
+    resize: str | None = None  # None: what the weights file says, else center-crop
     precision: str = "float32"
     runtime: str | None = None
     resume: bool = False
     head: object = None  # heads.Classify(top_k) when None
+    ray: bool = False  # run on Ray Data (scale.RayExecutor); inputs may then be URIs
+    ray_address: str | None = None
+    actors: int | None = None
 
     def __post_init__(self):
         if self.head is None:
@@ -124,13 +125,47 @@ class PredictOptions:
 
             self.head = Classify(self.top_k)
         if self.fmt is None:
-            from .output import format_for_path
+            self.fmt = choose_format(None, self.output, self.head.key, shards=self.shards, resume=self.resume)
+        elif self.fmt not in FORMATS:
+            raise OutputError(f"unknown output format {self.fmt!r}: choose one of {', '.join(FORMATS)}")
+        if self.resume and not self.output:
+            raise OutputError("--resume needs -o FILE (the output of the earlier run)")
+        if (self.ray_address or self.actors) and not self.ray:
+            raise OutputError("--ray-address and --actors go with --ray")
 
-            guessed = format_for_path(self.output) if self.output else None
-            self.fmt = guessed if guessed in self.head.formats and guessed != "table" else "jsonl"
-        valid = (*self.head.formats, "parquet")  # parquet: Ray shards
-        if self.fmt not in valid:
-            raise OutputError(f"unknown output format {self.fmt!r}: choose one of {', '.join(valid)}")
+    @property
+    def shards(self) -> bool:
+        return self.ray and is_shard_target(self.output)
+
+
+class LocalExecutor:
+    """Records from this process: decoding threads feeding the shared network."""
+
+    where = ""
+
+    def __init__(self, options: PredictOptions, ui: UI):
+        self.o, self.ui = options, ui
+        self.clf = self.decoder = None
+
+    def load(self, items) -> None:
+        from .classifier import model_for
+
+        o = self.o
+        clf = model_for(o.head, weights=o.weights, resize=o.resize, precision=o.precision,
+                        batch_size=o.batch_size, workers=o.workers, progress=self.ui.download, runtime=o.runtime)
+        _ = clf.engine.runtime  # weights found and runtime chosen before any thread starts: errors come first
+        self.decoder = clf.decoder(items)  # decoding starts now, while the model loads
+        clf.load()
+        self.clf = clf
+        for note in clf.notes:
+            self.ui.warn(note)
+
+    def batches(self):
+        return self.clf.stream(self.decoder)
+
+    def close(self) -> None:
+        if self.decoder is not None:
+            self.decoder.close()
 
 
 class PredictJob:
@@ -145,65 +180,69 @@ class PredictJob:
     # -- the steps ---------------------------------------------------------------------------
 
     def _inputs(self) -> list[tuple[str, object]]:
-        found = discover(self.o.inputs)
-        if not found.paths:
-            problems = [f"{display_path(raw)[0]}: {MISSING}" for raw in found.missing]
-            problems += [f"{display_path(raw)[0]}: {why}" for raw, why in found.problems]
-            raise NoInputs(problems[0] if len(problems) == 1 else "no images found: " + "; ".join(problems))
+        """``(name, source)`` in input order; a missing input keeps its place as an ``ImageError``."""
+        local = [x for x in self.o.inputs if not (self.o.ray and is_uri(x))]
+        found = discover(local) if local else discover([])
         for raw, why in found.problems:
-            self.ui.warn(f"{display_path(raw)[0]}: {why}")
-        missing = set(found.missing)
-        # A missing input keeps its place among the others; the decoder turns it into its record.
-        return [(p, ImageError(MISSING) if p in missing else p) for p in found.ordered]
+            if found.paths or self.o.ray:
+                self.ui.warn(f"{shown(raw)}: {why}")
+        items = [(p, ImageError(MISSING) if p in set(found.missing) else p) for p in found.ordered]
+        for uri in (x for x in self.o.inputs if self.o.ray and is_uri(x)):
+            from .scale.uris import list_uri
 
-    def _open_output(self, names: list[str]) -> OutputFile | None:
+            listed = list_uri(uri)
+            if not listed:
+                self.ui.warn(f"{uri}: no images found")
+            items += [(name, name) for name in listed]
+        if not any(not isinstance(src, ImageError) for _, src in items):
+            problems = [f"{shown(raw)}: {MISSING}" for raw in found.missing]
+            problems += [f"{shown(raw)}: {why}" for raw, why in found.problems]
+            if not problems:
+                raise NoInputs("no images found: " + "; ".join(map(shown, self.o.inputs)))
+            raise NoInputs(problems[0] if len(problems) == 1 else "no images found: " + "; ".join(problems))
+        return items
+
+    def _expect(self) -> Expect:
+        if self.o.head.key == "predictions":
+            return Expect("predictions", labels=self._labels_per_image())
+        return Expect("embedding", options=self._embed_options())
+
+    def _open_output(self, items):
         o = self.o
         if not o.output:
-            if o.resume:
-                raise OutputError("--resume needs -o FILE (the output of the earlier run)")
             return None
-        clash = same_file_as_any(o.output, names)
-        if clash is not None:
-            raise OutputError(f"{o.output}: is one of the inputs ({display_path(clash)[0]}); "
-                              "writing there would destroy it: choose another -o")
-        if same_file_as_any(o.output, weights_files(o.weights)) is not None:
-            raise OutputError(f"{o.output}: is the weights file; writing there would destroy it: choose another -o")
-        out = OutputFile(o.output, o.fmt, resume=o.resume, fmt_explicit=o.fmt_explicit, key=o.head.key)
-        if out.fmt not in o.head.formats:  # resume found a file another command wrote
-            out.close()
-            raise OutputError(f"{o.output}: holds {out.fmt} output, which this command does not write "
-                              f"({', '.join(o.head.formats)}): choose another -o")
+        protected = Protected([name for name, src in items if not isinstance(src, ImageError) and not is_uri(name)],
+                              weights_files(o.weights))
+        if o.shards:
+            return ShardOutput(o.output, o.fmt, self._expect(), protected, warn=self.ui.warn)
+        out = RecordsOutput(o.output, o.fmt, expect=self._expect(), resume=o.resume, fmt_explicit=o.fmt_explicit,
+                            protected=protected)
         o.fmt = out.fmt  # resume continues in the file's own format
-        if out.earlier_k is not None and out.earlier_k != self._labels_per_image():
-            out.close()
-            raise OutputError(f"{o.output}: holds {out.earlier_k} label(s) per image; this run gives "
-                              f"{self._labels_per_image()}: resume with -k {out.earlier_k}, or choose another -o")
-        options = self._embed_options()
-        if options:  # embeddings made otherwise are refused now, before any work
-            try:
-                earlier = out.earlier_arrays.meta if out.earlier_arrays is not None else out.earlier_options
-                check_same_options(out.path, earlier, options)
-            except OutputError:
-                out.close()
-                raise
         return out
 
-    def _load(self, items):
-        from .classifier import model_for
+    def _skip_done(self, items, out):
+        o = self.o
+        if out is None or not (o.resume or o.shards):
+            return items
+        before = len(items)
+        items = [(name, src) for name, src in items if name not in out.done]
+        where = shown(o.output)
+        if o.shards:
+            if before != len(items):
+                self.ui.info(f"{before - len(items)} already recorded in {where}, {len(items)} to go")
+            return items
+        self.ui.info(f"resume: {before - len(items)} already {o.head.done} in {where}, {len(items)} to go")
+        if before == len(items) and out.earlier_records:
+            self.ui.warn(f"resume: none of the {out.earlier_records} records in {where} match these inputs "
+                         f"(other files, or the same names in another folder): all are {o.head.done} again")
+        return items
 
-        clf = model_for(self.o.head, weights=self.o.weights, resize=self.o.resize, precision=self.o.precision,
-                        batch_size=self.o.batch_size, workers=self.o.workers, progress=self.ui.download,
-                        runtime=self.o.runtime)
-        _ = clf.engine.runtime  # weights found and runtime chosen before any thread starts: errors come first
-        decoder = clf.decoder(items)  # decoding starts now, while the model loads
-        try:
-            clf.load()
-        except BaseException:
-            decoder.close()
-            raise
-        for note in clf.notes:
-            self.ui.warn(note)
-        return clf, decoder
+    def _executor(self):
+        if self.o.ray:
+            from .scale.executor import RayExecutor
+
+            return RayExecutor(self.o, self.ui)
+        return LocalExecutor(self.o, self.ui)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -214,57 +253,68 @@ class PredictJob:
         # The caller's warning filters are put back afterwards (a Python user's process).
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-            return self._run()
+            executor = self._executor()
+            try:
+                return self._run(executor)
+            finally:
+                executor.close()
 
-    def _run(self) -> int:
+    def _run(self, executor) -> int:
         o = self.o
         items = self._inputs()
-        out = self._open_output([name for name, src in items if not isinstance(src, ImageError)])
+        out = self._open_output(items)
         try:
-            if out is not None and o.resume:
-                before = len(items)
-                items = [(name, src) for name, src in items if path_key(name) not in out.done]
-                self.ui.info(f"resume: {before - len(items)} already {self.o.head.done} in {o.output}, "
-                             f"{len(items)} to go")
-                if before == len(items) and out.earlier_records:
-                    self.ui.warn(f"resume: none of the {out.earlier_records} records in {o.output} match these "
-                                 "inputs (another folder, or paths relative to another working folder?): "
-                                 f"all are {self.o.head.done} again")
-                if not items:
-                    out.close()
-                    return EXIT_OK
+            items = self._skip_done(items, out)
+            if not items:
+                out.close()
+                return EXIT_OK
             try:
-                try:
-                    clf, decoder = self._load(items)
-                except Exception as e:
-                    if caused_by_interrupt(e):  # Ctrl-C inside an extension's import: an ImportError
-                        raise KeyboardInterrupt from e
-                    raise
-            except KeyboardInterrupt:
-                # Nothing was classified: an -o file is left as it was; stdout gets a valid document.
-                if out is not None:
-                    out.abort()
-                else:
-                    self._empty_document()
-                self._closing_line(Stats(), interrupted=True, loaded_at=None)
-                return EXIT_INTERRUPTED
+                executor.load(items)
+            except Exception as e:
+                if caused_by_interrupt(e):  # Ctrl-C inside an extension's import: an ImportError
+                    raise KeyboardInterrupt from e
+                raise
+        except KeyboardInterrupt:
+            # Nothing was done: an -o file is left as it was; stdout gets a valid document.
+            if out is not None:
+                out.abort()
+            elif o.fmt in WRITERS:
+                WRITERS[o.fmt](self.stdout).close()
+            self._closing_line(0, 0, interrupted=True, loaded_at=None, where=executor.where)
+            return EXIT_INTERRUPTED
         except BaseException:
             if out is not None:
                 out.abort()
             raise
+        return self._loop(executor, items, out)
+
+    def _loop(self, executor, items, out) -> int:
+        o = self.o
         loaded_at = time.perf_counter()
-        stats = Stats(started=loaded_at)
-        writer = self._writer(out)
+        done = failed = 0
         table_rows: list[Record] = []
-        bar = self.ui.progress(len(items), o.head.doing) or _NoProgress()
-        interrupted = False
-        write_error: OSError | None = None
+        interrupted, write_error = False, None
+        writer = None
         try:
-            for batch in clf.stream(decoder, stats=stats):
+            if out is not None:
+                writer = out.writer(options=self._embed_options(), meta=self._array_meta()) if not o.shards \
+                    else out.writer(options=self._embed_options())
+            elif o.fmt != "table":
+                writer = WRITERS[o.fmt](self.stdout, options=self._embed_options())
+        except BaseException:
+            out is not None and out.abort()
+            raise
+        bar = self.ui.progress(len(items), o.head.doing) or _NoProgress()
+        try:
+            for batch in executor.batches():
                 for r in batch:
                     if r.error is not None:
-                        self.ui.warn(f"{display_path(r.path)[0]}: {r.error}")
-                if writer is not None:
+                        failed += 1
+                        self.ui.warn(f"{shown(r.path)}: {r.error}")
+                done += len(batch)
+                if writer is None:
+                    table_rows.extend(batch)
+                else:
                     try:
                         writer.write(batch)
                     except BrokenPipeError:
@@ -272,61 +322,55 @@ class PredictJob:
                     except OSError as e:  # a full disk, a quota, an I/O error: stop, keep what was written
                         write_error = e
                         break
-                else:
-                    table_rows.extend(batch)
-                bar.advance(len(batch), stats.failed)
+                bar.advance(len(batch), failed)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             bar.close()
-            try:
-                if writer is not None:
-                    writer.close()
-            except OSError as e:
-                if not isinstance(e, BrokenPipeError) and write_error is None:
-                    write_error = e
-                elif isinstance(e, BrokenPipeError):
-                    raise
-            finally:
-                if out is not None:
-                    try:
-                        out.close()
-                    except OSError as e:
-                        write_error = write_error or e
+            write_error = self._finish(writer, out, write_error)
+        where = executor.where
         if write_error is not None:
-            self._closing_line(stats, True, loaded_at)
-            where = o.output or "stdout"
-            why = (write_error.strerror or str(write_error)).lower()
-            raise OutputError(f"{where}: cannot write: {why}" + ("; the records written so far are kept "
-                                                                  "(--resume continues)" if o.output else ""))
+            self._closing_line(done - failed, failed, True, loaded_at, where)
+            raise OutputError(self._write_error_message(write_error))
         if o.fmt == "table":
             self.ui.table(table_rows, self.stdout)
-        if interrupted or len(items) > 1 or stats.failed:
-            self._closing_line(stats, interrupted, loaded_at)
+        if interrupted or len(items) > 1 or failed or where:
+            self._closing_line(done - failed, failed, interrupted, loaded_at, where)
         if interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if stats.failed else EXIT_OK
+        return EXIT_SOME_FAILED if failed else EXIT_OK
 
-    def _writer(self, out):
-        """The writer for ``-o`` (or stdout): an earlier output's embedding options are checked
-        before anything in it changes."""
+    def _finish(self, writer, out, write_error):
+        """Close the writer (a whole file is published now) and the output; the first write error."""
+        try:
+            if writer is not None:
+                writer.close()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            write_error = write_error or e
+        finally:
+            if out is not None:
+                try:
+                    out.close()
+                except OSError as e:
+                    write_error = write_error or e
+        return write_error
+
+    def _write_error_message(self, e: OSError) -> str:
         o = self.o
-        if o.fmt == "table":
-            return None
-        if o.fmt in ARRAY_FORMATS:
-            return ArrayWriter(out, o.fmt, self._array_meta(), earlier=out.earlier_arrays)
-        stream = out.begin() if out is not None else self.stdout
-        return WRITERS[o.fmt](stream, append=out is not None and out.append, options=self._embed_options())
+        why = (e.strerror or str(e)).lower()
+        if not o.output:
+            return f"stdout: cannot write: {why}"
+        if FORMATS[o.fmt].streaming or o.shards:
+            return f"{shown(o.output)}: cannot write: {why}; the records written so far are kept (--resume continues)"
+        return f"{shown(o.output)}: cannot write: {why}; nothing was written (an earlier file is as it was)"
 
     def _labels_per_image(self) -> int:
-        """``-k``, capped at the number of classes (a model from ``xception train`` has its own), found
-        without loading the network."""
-        from .engine import Engine
-        from .weights import IMAGENET, RANDOM, normalize_weights
+        """``-k``, capped at the number of classes (a model from ``xception train`` has its own)."""
+        from .weights import weights_classes
 
-        w = normalize_weights(self.o.weights)
-        classes = 1000 if w in (IMAGENET, RANDOM) else len(Engine(weights=w).class_names or ()) or 1000
-        return min(self.o.top_k, classes)
+        return min(self.o.head.k, weights_classes(self.o.weights))
 
     def _embed_options(self) -> dict | None:
         """How embeddings are made (``EMBED_OPTIONS``); ``None`` when classifying."""
@@ -337,29 +381,29 @@ class PredictJob:
 
     def _array_meta(self) -> dict:
         from . import __version__
-        from .weights import IMAGENET, RANDOM, normalize_weights
+        from .weights import weights_identity, weights_resize
 
-        w = normalize_weights(self.o.weights)
         return {"model": "xception", "pooling": getattr(self.o.head, "pooling", None),
                 "normalize": getattr(self.o.head, "normalize", False),
-                "weights": w if w in (IMAGENET, RANDOM) else os.path.abspath(w),
-                "resize": self.o.resize, "created_by": f"xception-cli {__version__}"}
+                "weights": weights_identity(self.o.weights),
+                "resize": weights_resize(self.o.weights, self.o.resize), "created_by": f"xception-cli {__version__}"}
 
-    def _empty_document(self) -> None:
-        if self.o.fmt in WRITERS:
-            WRITERS[self.o.fmt](self.stdout).close()
-
-    def _closing_line(self, stats: Stats, interrupted: bool, loaded_at: float | None) -> None:
+    def _closing_line(self, done: int, failed: int, interrupted: bool, loaded_at: float | None,
+                      where: str = "") -> None:
         """``classified N, failed M in T s (L s loading, C s classifying at R images/s)``: T is the
-        whole wait, from the start of the command."""
-        total = time.perf_counter() - self.started
+        whole wait, from the start of the command; ``where``: e.g. ``on Ray (2 actor(s) on 2 node(s))``."""
+        now = time.perf_counter()
+        total = now - self.started
         head = "interrupted: " if interrupted else ""
         if loaded_at is None:
             self.ui.info(f"{head}{self.o.head.done} 0 in {total:.1f} s (stopped while loading)")
             return
-        kept = f"; results so far are in {self.o.output}" if interrupted and self.o.output else ""
+        kept = f"; results so far are in {shown(self.o.output)}" if interrupted and self.o.output else ""
+        work = now - loaded_at
+        rate = done / work if work > 0 else 0.0
+        opening = f" {where[:-1]}; " if where else " ("
         self.ui.info(
-            f"{head}{self.o.head.done} {stats.classified}, failed {stats.failed} in {total:.1f} s "
-            f"({loaded_at - self.started:.1f} s loading, {stats.elapsed_s:.1f} s {self.o.head.doing} at "
-            f"{stats.images_per_second:.1f} images/s){kept}"
+            f"{head}{self.o.head.done} {done}, failed {failed} in {total:.1f} s{opening}"
+            f"{loaded_at - self.started:.1f} s loading, {work:.1f} s {self.o.head.doing} at {rate:.1f} images/s)"
+            f"{kept}"
         )

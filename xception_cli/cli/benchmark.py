@@ -8,11 +8,10 @@ from .common import (
     CONTEXT,
     FatalError,
     friendly_errors,
-    open_output,
     output_options,
     pick_format,
     precision_option,
-    refuse_an_input_as_output,
+    report_output,
     runtime_option,
     stderr_is_terminal,
     weights_option,
@@ -74,7 +73,7 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
     """
     from ..benchmark import run_benchmark
     from ..discovery import discover
-    from ..weights import RANDOM, normalize_weights
+    from ..weights import is_random
 
     paths = None
     if images:
@@ -83,18 +82,17 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
             raise FatalError(f"{images}: no images found")
     from ..weights import weights_files
 
-    refuse_an_input_as_output(output, [*weights_files(weights), *weights_files(compare_weights), *(paths or [])])
     fmt = pick_format(fmt, output, ("table", "json"), "json")
     progress = (lambda msg: click.echo(msg, err=True)) if stderr_is_terminal() else None
-    result = run_benchmark(
-        model=model, batch_sizes=batch_sizes, warmup=warmup, iterations=None if seconds else iterations,
-        seconds=seconds, precision=precision, compare_precision=compare_precision, mode=mode,
-        weights=None if normalize_weights(weights) == RANDOM else weights, threads=threads, images=paths,
-        log=progress, runtime=runtime, compare_weights=compare_weights,
-    )
-    for note in result.get("notes", ()):
-        click.echo(f"warning: {note}", err=True)
-    with open_output(output) as stream:
+    with report_output(output, paths or (), [*weights_files(weights), *weights_files(compare_weights)]) as stream:
+        result = run_benchmark(
+            model=model, batch_sizes=batch_sizes, warmup=warmup, iterations=None if seconds else iterations,
+            seconds=seconds, precision=precision, compare_precision=compare_precision, mode=mode,
+            weights=None if is_random(weights) else weights, threads=threads, images=paths,
+            log=progress, runtime=runtime, compare_weights=compare_weights,
+        )
+        for note in result.get("notes", ()):
+            click.echo(f"warning: {note}", err=True)
         if fmt == "json":
             import json
 

@@ -105,12 +105,12 @@ def output_options(formats):
 
 
 def pick_format(fmt: str | None, output: str | None, formats, machine_default: str) -> str:
-    from ..output import format_for_path
+    from ..output.formats import format_of_path
 
     if fmt:
         return fmt
     if output:
-        guessed = format_for_path(output)
+        guessed = format_of_path(output)
         return guessed if guessed in formats else machine_default
     return "table" if sys.stdout.isatty() else machine_default
 
@@ -147,9 +147,9 @@ def _pipeline_options(fn, weights_accepted: str):
         click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
                      help="Decoding threads [default: one per core, 2-8]."),
         weights_option(accepts=weights_accepted),
-        click.option("--resize", type=click.Choice(RESIZE_MODES), default="center-crop", show_default=True,
+        click.option("--resize", type=click.Choice(RESIZE_MODES), default=None,
                      help="center-crop: short side to 299/0.875 then the centre 299x299 (bicubic); "
-                     "squash: straight to 299x299."),
+                     "squash: straight to 299x299 [default: what the weights file says, else center-crop]."),
         precision_option,
         runtime_option,
     ]):
@@ -191,25 +191,15 @@ def require_stdout() -> None:
         raise FatalError("stdout is closed, so the results cannot be written there: use -o FILE")
 
 
-def refuse_an_input_as_output(output: str | None, inputs) -> None:
-    """``-o`` naming any of ``inputs`` (any spelling, a link or a hard link to it) is refused
-    before any work: writing there would destroy it."""
-    if not output:
-        return
-    from ..output import display_path, same_file_as_any
-
-    clash = same_file_as_any(output, [os.fspath(i) for i in inputs if i])
-    if clash is not None:
-        raise FatalError(f"{output}: is one of this command's inputs ({display_path(clash)[0]}); writing there "
-                         "would destroy it: choose another -o")
-
-
-def open_output(output):
-    """``-o FILE`` for a one-shot report (locked; replaced only once the report is ready), or stdout."""
+def report_output(output: str | None, inputs=(), weights=()):
+    """``with report_output(...) as stream``: ``-o FILE`` for a one-shot report (summary, benchmark,
+    similar), or stdout. The file is checked and claimed on entry — never one of ``inputs`` or the
+    ``weights`` files — and published only when the block succeeds (``output.target``)."""
     import contextlib
 
-    from ..output import open_for_writing
+    from ..output.target import Protected, publish_text
 
     if not output:
         require_stdout()
-    return open_for_writing(output) if output else contextlib.nullcontext(sys.stdout)
+        return contextlib.nullcontext(sys.stdout)
+    return publish_text(output, Protected(inputs, weights))

@@ -12,8 +12,6 @@ from .common import (
     input_list,
     pipeline_options,
     ray_options,
-    require_stdout,
-    stderr_is_terminal,
 )
 
 FORMATS = ("jsonl", "npz", "parquet")
@@ -50,27 +48,8 @@ def embed(inputs, output, fmt, pooling, normalize, batch_size, workers, weights,
     killed run leaves an earlier file as it was); jsonl grows as it goes.
     """
     from ..heads import Embed
-    from ..jobs import PredictJob, PredictOptions
-    from ..output import format_for_path
-    from . import STARTED
-    from .predict import RichUI, run_job
+    from .predict import run_job
 
-    inputs = input_list(inputs)
-    guessed = format_for_path(output) if output else None
-    if fmt is None and guessed is not None and guessed not in FORMATS:
-        raise click.UsageError(f"{output}: embed writes npz, parquet or jsonl, not {guessed}: name the file "
-                               ".npz, .parquet or .jsonl, or give -f")
-    chosen = fmt or (guessed if guessed in FORMATS else "jsonl")
-    if chosen != "jsonl" and not output:
-        raise click.UsageError(f"{chosen} output needs -o FILE")
-    if resume and not output:
-        raise click.UsageError("--resume needs -o FILE (the output of the earlier run)")
-    if not output:
-        require_stdout()
-    options = PredictOptions(
-        inputs=inputs, fmt=chosen, fmt_explicit=fmt is not None, output=output, batch_size=batch_size,
-        workers=workers, weights=weights, resize=resize, precision=precision, runtime=runtime, resume=resume,
-        head=Embed(pooling, normalize),
-    )
-    ui = RichUI(show_progress=not no_progress and stderr_is_terminal())
-    sys.exit(run_job(PredictJob(options, ui, started=STARTED), use_ray, ray_address, actors))
+    sys.exit(run_job(input_list(inputs), fmt, output, resume, no_progress, head=Embed(pooling, normalize),
+                     batch_size=batch_size, workers=workers, weights=weights, resize=resize, precision=precision,
+                     runtime=runtime, ray=use_ray, ray_address=ray_address, actors=actors))

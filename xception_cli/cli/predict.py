@@ -160,8 +160,13 @@ def run_job(inputs, fmt, output, resume, no_progress, head, **options) -> int:
     from ..jobs import PredictJob, PredictOptions
     from ..output.formats import choose_format
     from ..output.shards import is_shard_target
-    from . import STARTED
+    from .clock import STARTED
 
+    if output:  # refused before anything else is said about it: an input named on the command line, the weights
+        from ..output.target import Protected
+        from ..weights import weights_files
+
+        Protected([i for i in inputs if i != "-"], weights_files(options.get("weights"))).check(output)
     shards = options.get("ray") and is_shard_target(output)
     chosen = choose_format(fmt, output, head.key, terminal=sys.stdout.isatty(), shards=shards, resume=resume)
     if resume and not output:

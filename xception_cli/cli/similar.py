@@ -11,9 +11,8 @@ from .common import (
     FatalError,
     friendly_errors,
     input_list,
-    open_output,
     precision_option,
-    refuse_an_input_as_output,
+    report_output,
     runtime_option,
 )
 
@@ -53,7 +52,8 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
 
     import numpy as np
 
-    from ..output import display_path, load_embeddings
+    from ..output import load_embeddings
+    from ..output.paths import display_path
     from ..similar import duplicates as find_duplicates
     from ..similar import nearest
 
@@ -63,54 +63,55 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
         raise click.UsageError("give QUERY images, or --duplicates (not both)")
     if threshold != threshold:  # NaN
         raise click.BadParameter("must be a number", param_hint="--threshold")
-    if output:
-        from ..weights import weights_files
+    from ..weights import weights_files
 
-        refuse_an_input_as_output(output, [embeddings_file, *queries, *weights_files(weights)])
-    table = load_embeddings(embeddings_file)  # OutputError when it holds no embeddings
-    fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
-    db = table.embeddings
-    bad = []
-    if duplicates:
-        pairs = find_duplicates(db, table.paths, threshold)
-        records = [{"a": display_path(a)[0], "b": display_path(b)[0], "similarity": round(s, 6)}
-                   for a, b, s in pairs]
-        columns = ["Image", "Duplicate of", ("Similarity", "right")]
-        rows = [[r["a"], r["b"], f"{r['similarity']:.4f}"] for r in records]
-        sections = []
-    else:
-        from ..classifier import Embedder
+    # the output is checked and claimed before any work, and published only when all went well
+    with report_output(output, [embeddings_file, *queries], weights_files(weights)) as stream:
+        table = load_embeddings(embeddings_file)  # OutputError when it holds no embeddings
+        fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
+        db = table.embeddings
+        bad = []
+        if duplicates:
+            pairs = find_duplicates(db, table.paths, threshold)
+            records = [{"a": display_path(a)[0], "b": display_path(b)[0], "similarity": round(s, 6)}
+                       for a, b, s in pairs]
+            columns = ["Image", "Duplicate of", ("Similarity", "right")]
+            rows = [[r["a"], r["b"], f"{r['similarity']:.4f}"] for r in records]
+            sections = []
+        else:
+            from ..classifier import Embedder
+            from ..weights import same_weights
 
-        meta = table.meta
-        recorded = meta.get("weights")
-        if weights is None:
-            weights = recorded or "imagenet"
-        elif recorded and not _same_weights(recorded, weights):
-            click.echo(f"warning: {embeddings_file} was made with --weights {recorded}; the queries use {weights}, "
-                       "so their similarities are not comparable", err=True)
-        embedder = Embedder(weights=weights, pooling=meta.get("pooling") or "avg",
-                            normalize=bool(meta.get("normalize")), resize=meta.get("resize") or "center-crop",
-                            precision=precision, runtime=runtime)
-        got = embedder.records(list(queries))
-        bad = [r for r in got if r.error is not None]
-        if len(bad) == len(got):
-            raise FatalError(f"{display_path(bad[0].path)[0]}: {bad[0].error}")
-        for r in bad:
-            click.echo(f"warning: {display_path(r.path)[0]}: {r.error}", err=True)
-        good = [r for r in got if r.error is None]
-        if good[0].embedding.shape[0] != db.shape[1]:
-            raise FatalError(f"{embeddings_file}: holds {db.shape[1]}-value embeddings, the query gives "
-                             f"{good[0].embedding.shape[0]}")
-        matches = nearest(np.stack([r.embedding for r in good]), db, table.paths, top_k)
-        records, rows, sections = [], [], []
-        for r, ms in zip(good, matches):
-            query = display_path(r.path)[0]
-            shown = [m.to_dict() | {"path": display_path(m.path)[0]} for m in ms]  # text, whatever the bytes
-            records.append({"path": query, "neighbors": shown})
-            rows += [[query if m["rank"] == 1 else "", m["rank"], m["path"], f"{m['similarity']:.4f}"] for m in shown]
-            sections.append(len(rows) - 1)
-        columns = ["Query", ("#", "right"), "Most similar", ("Similarity", "right")]
-    with open_output(output) as stream:
+            meta = table.meta
+            recorded = meta.get("weights")
+            if weights is None:
+                weights = recorded or "imagenet"
+            elif recorded and not same_weights(recorded, weights):
+                click.echo(f"warning: {embeddings_file} was made with --weights {recorded}; the queries use {weights}, "
+                           "so their similarities are not comparable", err=True)
+            embedder = Embedder(weights=weights, pooling=meta.get("pooling") or "avg",
+                                normalize=bool(meta.get("normalize")), resize=meta.get("resize"),
+                                precision=precision, runtime=runtime)
+            got = embedder.records(list(queries))
+            bad = [r for r in got if r.error is not None]
+            if len(bad) == len(got):
+                raise FatalError(f"{display_path(bad[0].path)[0]}: {bad[0].error}")
+            for r in bad:
+                click.echo(f"warning: {display_path(r.path)[0]}: {r.error}", err=True)
+            good = [r for r in got if r.error is None]
+            if good[0].embedding.shape[0] != db.shape[1]:
+                raise FatalError(f"{embeddings_file}: holds {db.shape[1]}-value embeddings, the query gives "
+                                 f"{good[0].embedding.shape[0]}")
+            matches = nearest(np.stack([r.embedding for r in good]), db, table.paths, top_k)
+            records, rows, sections = [], [], []
+            for r, ms in zip(good, matches):
+                query = display_path(r.path)[0]
+                shown = [m.to_dict() | {"path": display_path(m.path)[0]} for m in ms]  # text, whatever the bytes
+                records.append({"path": query, "neighbors": shown})
+                rows += [[query if m["rank"] == 1 else "", m["rank"], m["path"], f"{m['similarity']:.4f}"]
+                         for m in shown]
+                sections.append(len(rows) - 1)
+            columns = ["Query", ("#", "right"), "Most similar", ("Similarity", "right")]
         if fmt == "jsonl":
             stream.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         else:
@@ -124,16 +125,3 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
     if not duplicates and bad:
         sys.exit(1)  # some queries could not be read (as predict: each said so on stderr)
 
-
-
-def _same_weights(a: str, b: str) -> bool:
-    """Two ``--weights`` values naming the same weights (``imagenet``, ``none``, or one file by any
-    spelling)."""
-    import os
-
-    from ..weights import IMAGENET, RANDOM, normalize_weights
-
-    a, b = normalize_weights(a), normalize_weights(b)
-    if a in (IMAGENET, RANDOM) or b in (IMAGENET, RANDOM):
-        return a == b
-    return os.path.realpath(a) == os.path.realpath(b)

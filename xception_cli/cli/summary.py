@@ -6,7 +6,7 @@ import click
 
 from ..architecture import COMPARE_MODELS, ArchitectureSummary, block_name, separable_vs_regular, shape_str
 from ..config import IMAGENET_INPUT_SIZE, MIN_INPUT_SIZE
-from .common import CONTEXT, friendly_errors, open_output, output_options, pick_format
+from .common import CONTEXT, friendly_errors, output_options, pick_format, report_output
 
 
 @click.command(context_settings=CONTEXT)
@@ -35,7 +35,7 @@ def summary(fmt, output, layers, input_size, compare):
     fmt = pick_format(fmt, output, ("table", "json", "csv"), "json")
     s = build_summary(input_size)
     cmp = {compare: compare_totals(compare, input_size)} if compare else None
-    with open_output(output) as stream:
+    with report_output(output) as stream:
         if fmt == "json":
             stream.write(s.to_json(layers, cmp))
         elif fmt == "csv":

@@ -13,21 +13,16 @@ Records, schema, error records and exit codes are those of the local pipeline.
 - Ray itself (``cluster``): join the address given, or start a local Ray and stop it at the end.
   S3 secrets never leave this process: a local Ray's workers inherit its environment; a cluster's
   nodes use their own credentials, and only the endpoint and region travel.
-- Output (``shards``): ``-o FILE`` (local) as ``predict`` writes it, streamed in input order, with
-  ``--resume``; or ``-o DIR/`` / ``-o s3://bucket/prefix/`` written as shard files (JSON Lines, CSV
-  or Parquet) as the results stream back. A rerun into the same folder skips what the task's
-  shards record and retries the failures; files not named ``xception-<task>-*`` are never touched.
-- The driver (``run``): ``run_ray_job``.
+- The executor (``executor``): ``RayExecutor``, the records of ``jobs.PredictJob`` from Ray Data;
+  the job writes them as it writes the local ones (``-o FILE`` in input order with ``--resume``,
+  or shard files under ``-o DIR/`` / ``-o s3://bucket/prefix/``: ``output.shards``).
 """
 
 from .cluster import init_ray, plan_actors, require_ray
-from .run import run_ray_job
-from .shards import SHARD_FORMATS, ShardFolderWriter, is_shard_target, record_key, recorded_in_shards
 from .stages import XceptionPredictor, build_dataset, decode_batch, record_from_json
 from .uris import filesystem, is_uri, list_uri, read_bytes
 
 __all__ = [
-    "SHARD_FORMATS", "ShardFolderWriter", "XceptionPredictor", "build_dataset", "decode_batch", "filesystem",
-    "init_ray", "is_shard_target", "is_uri", "list_uri", "plan_actors", "read_bytes", "record_from_json",
-    "record_key", "recorded_in_shards", "require_ray", "run_ray_job",
+    "XceptionPredictor", "build_dataset", "decode_batch", "filesystem", "init_ray", "is_uri", "list_uri",
+    "plan_actors", "read_bytes", "record_from_json", "require_ray",
 ]

@@ -1,0 +1,92 @@
+"""The one table of output formats, and ``choose_format``: which format a command writes.
+
+Each format says its file extensions, which records it holds (``predictions`` from predict,
+``embedding`` from embed), how it is written (record by record as the run goes — ``streaming`` —
+or whole when it ends), whether ``--resume`` can continue it, and for which records Ray writes it as shards.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import OutputError
+from .paths import shown
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    extensions: tuple[str, ...]
+    heads: tuple[str, ...]  # record keys an -o FILE of this format holds
+    streaming: bool  # written record by record (else whole, when the run ends)
+    resumable: bool
+    shard_heads: tuple[str, ...] = ()  # record keys Ray writes as shard files of this format
+    terminal: bool = False  # drawn for people, never written to a file
+
+
+FORMATS = {f.name: f for f in (
+    Format("table", (".txt",), ("predictions",), streaming=False, resumable=False, terminal=True),
+    Format("jsonl", (".jsonl", ".ndjson"), ("predictions", "embedding"), True, True, ("predictions", "embedding")),
+    Format("csv", (".csv",), ("predictions",), True, True, ("predictions",)),
+    Format("json", (".json",), ("predictions",), True, False),
+    Format("npz", (".npz",), ("embedding",), False, True),
+    Format("parquet", (".parquet", ".pq"), ("embedding",), False, True, ("predictions", "embedding")),
+)}
+COMMAND = {"predictions": "predict", "embedding": "embed"}
+
+
+def format_of_path(path: str) -> str | None:
+    """The format a file name's extension stands for, if any."""
+    ext = os.path.splitext(path)[1].lower()
+    return next((f.name for f in FORMATS.values() if ext in f.extensions), None)
+
+
+def formats_for(key: str, shards: bool = False) -> tuple[str, ...]:
+    """The formats a command producing ``key`` records can write (to shards, or to one file)."""
+    if shards:
+        return tuple(f.name for f in FORMATS.values() if key in f.shard_heads)
+    return tuple(f.name for f in FORMATS.values() if key in f.heads)
+
+
+def choose_format(explicit: str | None, output: str | None, key: str, *, terminal: bool = False,
+                  shards: bool = False, resume: bool = False) -> str | None:
+    """The format to write, decided once. ``explicit``: ``-f``; ``terminal``: stdout is one;
+    ``shards``: ``-o`` is a folder or bucket prefix (Ray). ``None`` only when resuming a file of
+    unknown extension: its own contents decide. ``OutputError`` for a combination that cannot be.
+    """
+    allowed = formats_for(key, shards)
+    command = COMMAND[key]
+    if explicit is not None:
+        chosen = explicit
+    elif shards:
+        chosen = "jsonl"
+    elif output:
+        chosen = format_of_path(output)
+        ext = os.path.splitext(output)[1]
+        if chosen is None:
+            if resume:
+                return None
+            if ext and not output.startswith("/dev/"):
+                raise OutputError(f"{shown(output)}: no output format is written as {ext} files: name it "
+                                  + ", ".join(FORMATS[f].extensions[0] for f in allowed if not FORMATS[f].terminal)
+                                  + " or give -f")
+            chosen = "jsonl"
+    else:
+        chosen = "table" if terminal and "table" in allowed else "jsonl"
+    fmt = FORMATS[chosen]
+    if resume and explicit is None and output and fmt.terminal:
+        return None  # --resume continues the file in its own format
+    if chosen not in allowed:
+        files = [f for f in allowed if not FORMATS[f].terminal]
+        where = " shards" if shards else ""
+        hint = " (only as Ray shards: --ray -o DIR/)" if not shards and key in fmt.shard_heads else ""
+        raise OutputError(f"{shown(output or '-')}: {command} writes{where} {', '.join(files[:-1])} or {files[-1]}, "
+                          f"not {chosen}{hint}")
+    if fmt.terminal and output:
+        raise OutputError(f"{shown(output)}: the table is drawn on the terminal; -o writes "
+                          + ", ".join(f for f in allowed if not FORMATS[f].terminal)
+                          + " (name the file for one of them, or give -f)")
+    if not fmt.streaming and not fmt.terminal and not output:
+        raise OutputError(f"{chosen} output needs -o FILE")
+    return chosen

@@ -1,0 +1,313 @@
+"""Where every artifact is written: the rules each command gets by writing through here.
+
+- ``Protected``: the files a command reads (its inputs, its weights). An output that is one of
+  them — any spelling, a symbolic or hard link — is refused before any work.
+- ``Publication``: files (or a folder) written first into a private staging folder beside their
+  final place (``mkdtemp``: a new name, mode 0700, so no other user can plant or read anything
+  in it), fsynced, then renamed into place in one short step with Ctrl-C held off. A set of files
+  (an IR, its ``.bin`` and its metadata) is published together; on any failure the staging
+  folder is removed and the earlier files are exactly as they were.
+- ``claim``: one writer per target. A writer holds an exclusive ``flock`` on the existing file
+  and on a lock file in its staging folder; a second writer fails at once with ``OutputError``.
+  Staging folders left by a killed run (no lock held, ours) are removed by the next writer.
+
+No Click or Rich here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import stat
+import tempfile
+from collections.abc import Iterable
+
+from ..errors import OutputError
+from .paths import same_file_as_any, shown
+
+STAGING_TAG = ".xception-"  # staging folders are named .<final name>.xception-<random>
+BUSY = "another process is writing to this file (an xception run still going?); choose another -o or wait for it"
+
+
+class Protected:
+    """What an output must never be: ``inputs`` and ``weights`` (files the command reads)."""
+
+    def __init__(self, inputs: Iterable[str] = (), weights: Iterable[str] = ()):
+        self.inputs = [os.fspath(p) for p in inputs if p]
+        self.weights = [os.fspath(p) for p in weights if p]
+
+    def check(self, path: str, option: str = "-o") -> None:
+        clash = same_file_as_any(path, self.inputs)
+        if clash is not None:
+            raise OutputError(f"{shown(path)}: is one of the inputs ({shown(clash)}); writing there would destroy "
+                              f"it: choose another {option}")
+        clash = same_file_as_any(path, self.weights)
+        if clash is not None:
+            raise OutputError(f"{shown(path)}: is the weights file ({shown(clash)}); writing there would destroy "
+                              f"it: choose another {option}")
+
+
+def kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_parent(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise OutputError(f"{shown(path)}: cannot write: folder {shown(parent)} does not exist")
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def lock_fd(fd: int, path: str) -> None:
+    """An exclusive, non-blocking ``flock``; ``OutputError`` naming ``path`` when another holds it."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise OutputError(f"{shown(path)}: {BUSY}") from None
+        raise OutputError(f"{shown(path)}: cannot lock: {e.strerror}") from None
+
+
+def _staging_busy(final: str) -> None:
+    """``OutputError`` when another writer stages ``final``; a staging folder a killed run left is
+    removed (ours, and nobody holds its lock)."""
+    parent, name = os.path.split(final)
+    prefix = f".{name}{STAGING_TAG}"
+    try:
+        entries = [e for e in os.scandir(parent or ".") if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            fd = os.open(os.path.join(entry.path, "lock"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            lock_fd(fd, final)
+        finally:
+            os.close(fd)
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def claim(final: str, *, lock_existing: bool = True) -> int | None:
+    """Become ``final``'s one writer: refuse when another is busy; lock an existing regular file
+    (its descriptor is returned, held until published)."""
+    _staging_busy(final)
+    if not lock_existing:
+        return None
+    try:
+        fd = os.open(final, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OutputError(f"{shown(final)}: cannot open: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    try:
+        lock_fd(fd, final)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Publication:
+    """Files published under their final names only once complete (see the module's docstring).
+
+    ``with Publication(protected) as pub: tmp = pub.stage(final); <write tmp>`` — everything
+    staged is published when the block ends without an exception, in staging order.
+    """
+
+    def __init__(self, protected: Protected | None = None, option: str = "-o"):
+        self.protected = protected or Protected()
+        self.option = option
+        self._staged: list[tuple[str, str, bool]] = []  # (temporary path, final path, folder?)
+        self._dir: str | None = None
+        self._locks: list[int] = []
+
+    def stage(self, final: str | os.PathLike, folder: bool = False) -> str:
+        """A path to write ``final``'s new contents to (a folder to fill when ``folder``)."""
+        final = os.path.realpath(os.fspath(final))  # a symbolic link stays a link, to the new file
+        check_parent(final)
+        self.protected.check(final, self.option)
+        try:
+            st = os.stat(final)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode) and not folder:
+            raise OutputError(f"{shown(final)}: is a folder; {self.option} needs a file name here")
+        if st is not None and folder and not stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{shown(final)}: is a file; this output is a folder")
+        if st is not None and folder and os.listdir(final):
+            raise OutputError(f"{shown(final)}: is a folder that is not empty; choose a new or empty one")
+        if self._dir is None:
+            self._open_staging(final)
+        else:
+            fd = claim(final)
+            if fd is not None:
+                self._locks.append(fd)
+        tmp = os.path.join(self._dir, f"{len(self._staged)}-{os.path.basename(final)}")
+        if folder:
+            os.mkdir(tmp)
+        self._staged.append((tmp, final, folder))
+        return tmp
+
+    def _open_staging(self, final: str) -> None:
+        fd = claim(final)
+        if fd is not None:
+            self._locks.append(fd)
+        parent, name = os.path.split(final)
+        try:
+            self._dir = tempfile.mkdtemp(prefix=f".{name}{STAGING_TAG}", dir=parent)
+            lock = os.open(os.path.join(self._dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            self.discard()
+            raise OutputError(f"{shown(final)}: cannot write: {(e.strerror or str(e)).lower()}") from None
+        self._locks.append(lock)
+        lock_fd(lock, final)
+
+    def publish(self) -> list[str]:
+        """Everything staged, in place: fsynced, then renamed with Ctrl-C held off; the final paths."""
+        mask = _umask()
+        for tmp, final, folder in self._staged:
+            if not os.path.lexists(tmp):
+                raise OutputError(f"{shown(final)}: nothing was written")
+            _settle_modes(tmp, final, folder, mask)
+        blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        try:
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        except (ValueError, OSError):
+            old = None
+        try:
+            for tmp, final, _ in self._staged:
+                _move(tmp, final)
+            for parent in {os.path.dirname(f) for _, f, _ in self._staged}:
+                _fsync_path(parent)
+        finally:
+            if old is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            self.discard()
+        return [final for _, final, _ in self._staged]
+
+    def discard(self) -> None:
+        """Remove the staging folder and release the locks (the earlier files are untouched)."""
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        for fd in self._locks:
+            os.close(fd)
+        self._locks = []
+
+    def __enter__(self) -> Publication:
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.publish()
+        else:
+            self.discard()
+
+
+def _settle_modes(tmp: str, final: str, folder: bool, mask: int) -> None:
+    """Modes as the user expects (an existing file's own, else the umask's), and data on disk."""
+    try:
+        mode = stat.S_IMODE(os.stat(final).st_mode) if not folder else None
+    except OSError:
+        mode = None
+    if folder:
+        os.chmod(tmp, 0o777 & ~mask)
+        for root, dirs, files in os.walk(tmp):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o777 & ~mask)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o666 & ~mask)
+                _fsync_path(os.path.join(root, f))
+        return
+    os.chmod(tmp, mode if mode is not None else 0o666 & ~mask)
+    _fsync_path(tmp)
+
+
+def _fsync_path(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _move(tmp: str, final: str) -> None:
+    """Rename into place; a device or a pipe (``/dev/null``, ``>(gzip)``) is written to instead."""
+    try:
+        st = os.stat(final)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        with open(tmp, "rb") as src, open(final, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        return
+    os.replace(tmp, final)
+
+
+def write_bytes(final: str, data: bytes, protected: Protected | None = None, option: str = "-o") -> None:
+    """One whole file, published (see ``Publication``)."""
+    with Publication(protected, option) as pub:
+        with open(pub.stage(final), "wb") as f:
+            f.write(data)
+
+
+class publish_text:  # noqa: N801 - used as a context manager, like open()
+    """``with publish_text(path) as stream``: a report (summary, benchmark, a trained model's
+    report) written whole; the earlier file is replaced only when the block succeeds."""
+
+    def __init__(self, path: str, protected: Protected | None = None, option: str = "-o"):
+        self.pub = Publication(protected, option)
+        self.tmp = self.pub.stage(path)
+        self.stream = None
+
+    def __enter__(self):
+        self.stream = open(self.tmp, "w", encoding="utf-8", newline="")
+        return self.stream
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.stream.close()
+        except OSError:
+            if exc_type is None:
+                self.pub.discard()
+                raise
+        if exc_type is None:
+            self.pub.publish()
+        else:
+            self.pub.discard()
