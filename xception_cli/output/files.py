@@ -22,7 +22,7 @@ from typing import IO
 
 from ..errors import OutputError
 from .arrays import ArrayWriter, EmbeddingTable
-from .formats import FORMATS, format_of_path
+from .formats import FORMATS
 from .paths import shown
 from .records import CSV_HEADER, CsvWriter, JsonlWriter, JsonWriter
 from .resume import Done, Expect, read_csv, read_jsonl, settle, sniff_format

@@ -86,9 +86,10 @@ def read_jsonl(text: str, key: str) -> list[Entry]:
         if not ok and "error" not in rec:
             continue
         value = rec.get(key)
+        labels = len(value) if ok and key == "predictions" and isinstance(value, list) and value else None
         options = rec.get("options") if isinstance(rec.get("options"), dict) else None
         entries.append(Entry(from_record(rec["path"], rec.get("path_base64")), _text_or_none(rec.get("file_id")), ok,
-                             labels=len(value) if ok and isinstance(value, list) and value and key == "predictions" else None,
+                             labels=labels,
                              options=options, text=line + "\n"))
     return entries
 
