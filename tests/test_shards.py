@@ -1,4 +1,4 @@
-"""Shard folders (`--ray -o DIR/`): the writer and the rerun reader, without starting Ray."""
+"""Shard folders (`--ray -o DIR/`): the writer and the rerun reader (``output.shards``), without starting Ray."""
 
 import json
 import os
@@ -8,11 +8,33 @@ import pytest
 
 from xception_cli.labels import Prediction
 from xception_cli.pipeline import Record
-from xception_cli.scale import ShardFolderWriter, record_key, recorded_in_shards
+from xception_cli.output.resume import Expect
+from xception_cli.output.shards import SHARD_ROWS, ShardOutput
 
 pytest.importorskip("pyarrow")
 
 ODD = ["plain.jpg", "a,b.jpg", 'say "hi".jpg', "two\nlines.jpg", os.fsdecode(b"caf\xe9.jpg")]
+
+
+class ShardFolderWriter:
+    """Shards written as a run writes them (``ShardOutput(...).writer``)."""
+
+    def __init__(self, folder, fmt, key, rows=SHARD_ROWS, labels=3):
+        out = ShardOutput(str(folder), fmt, Expect(key, labels=labels if key == "predictions" else None))
+        self.w = out.writer()
+        self.w.rows = rows
+
+    def write(self, records):
+        self.w.write(records)
+
+    def close(self):
+        self.w.close()
+
+
+def recorded_in_shards(folder, key, warn=None, labels=3):
+    """What a rerun into ``folder`` skips (``name in done``)."""
+    return ShardOutput(str(folder), "jsonl", Expect(key, labels=labels if key == "predictions" else None),
+                       warn=warn).done
 
 
 def predictions(i):
@@ -52,13 +74,13 @@ def test_written_in_shards_and_found_again(fmt, inputs, tmp_path):
 
     warned = []
     done = recorded_in_shards(str(out), "predictions", warn=warned.append)
-    assert done >= {record_key(p) for p in inputs[:-1]} and record_key(inputs[-1]) not in done
+    assert all(p in done for p in inputs[:-1]) and inputs[-1] not in done
     assert not warned
     for name, data in foreign.items():  # never read, never touched
         assert (out / name).read_bytes() == data
     # the error record is gone from its shard (the input is retried), the rest stays
     again = recorded_in_shards(str(out), "predictions")
-    assert again == done and sorted(n for n in os.listdir(out) if n.startswith("xception-predict-")) == ours
+    assert again.ids == done.ids and sorted(n for n in os.listdir(out) if n.startswith("xception-predict-")) == ours
     text = b"".join((out / n).read_bytes() for n in ours)
     assert b"not a recognised" not in text
 
@@ -71,7 +93,7 @@ def test_a_shard_of_only_failures_is_removed_and_a_broken_one_left_alone(tmp_pat
     broken = out / "xception-predict-20260101T000000-abcdef-00000.parquet"
     broken.write_bytes(b"PAR1 truncated")
     warned = []
-    assert recorded_in_shards(str(out), "predictions", warn=warned.append) == set()
+    assert len(recorded_in_shards(str(out), "predictions", warn=warned.append)) == 0
     assert os.listdir(out) == [broken.name] and broken.read_bytes() == b"PAR1 truncated"
     assert len(warned) == 1 and broken.name in warned[0] and "left as it is" in warned[0]
 
@@ -88,8 +110,9 @@ def test_embeddings_in_shards(tmp_path):
 
     table = load_embeddings(str(out))
     np.testing.assert_array_equal(table.embeddings, vecs)
-    assert recorded_in_shards(str(out), "embedding") == {record_key(str(tmp_path / f"{i}.jpg")) for i in range(3)}
-    assert recorded_in_shards(str(out), "predictions") == set()  # another task's shards
+    done = recorded_in_shards(str(out), "embedding")
+    assert len(done) == 3 and all(str(tmp_path / f"{i}.jpg") in done for i in range(3))
+    assert len(recorded_in_shards(str(out), "predictions")) == 0  # another task's shards
 
 
 def test_a_shard_that_is_not_clean_is_never_deleted_or_rewritten(tmp_path):
@@ -104,8 +127,8 @@ def test_a_shard_that_is_not_clean_is_never_deleted_or_rewritten(tmp_path):
     mixed = out / "xception-predict-20200101T000000-dddddd-00000.jsonl"
     mixed.write_text('{"path": "/x/a.jpg", "predictions": []}\n{"name": "not a record"}\n')
     warned = []
-    done = recorded_in_shards(str(out), "predictions", warn=warned.append)
-    assert record_key("/x/ok.jpg") in done and record_key("/x/bad.jpg") not in done
+    done = recorded_in_shards(str(out), "predictions", warn=warned.append, labels=1)
+    assert "/x/ok.jpg" in done and "/x/bad.jpg" not in done
     assert junk.exists() and mixed.read_text().endswith('{"name": "not a record"}\n')
     assert sorted(w.split(":")[0] for w in warned) == sorted([str(junk), str(mixed)])
     assert "bad.jpg" not in excel.read_text(encoding="utf-8")  # its error record dropped, the rest kept
@@ -121,21 +144,34 @@ def test_a_literal_backslash_name_is_not_a_byte_name(fmt, tmp_path):
     w.write([Record(literal, predictions=predictions(0))])
     w.close()
     done = recorded_in_shards(str(out), "predictions")
-    assert record_key(literal) in done and record_key(raw) not in done
+    assert literal in done and raw not in done
     w = ShardFolderWriter(str(out), fmt, "predictions")
     w.write([Record(raw, predictions=predictions(1))])
     w.close()
-    assert record_key(raw) in recorded_in_shards(str(out), "predictions")
+    assert raw in recorded_in_shards(str(out), "predictions")
 
 
-def test_relative_paths_match_from_another_folder(tmp_path, monkeypatch):
-    (tmp_path / "photos").mkdir()
-    monkeypatch.chdir(tmp_path)
-    w = ShardFolderWriter("out", "jsonl", "predictions")
+def test_a_file_is_recognised_by_what_it_is_not_by_its_relative_name(tmp_path, monkeypatch):
+    for d in ("A", "B"):
+        (tmp_path / d / "photos").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "A")
+    w = ShardFolderWriter(tmp_path / "out", "jsonl", "predictions")
     w.write([Record("photos/a.jpg", predictions=predictions(0))])
     w.close()
     monkeypatch.chdir("/")
-    assert record_key(str(tmp_path / "photos" / "a.jpg")) in recorded_in_shards(str(tmp_path / "out"), "predictions")
+    assert str(tmp_path / "A" / "photos" / "a.jpg") in recorded_in_shards(tmp_path / "out", "predictions")
+    monkeypatch.chdir(tmp_path / "B")  # the same relative name, another file
+    assert "photos/a.jpg" not in recorded_in_shards(tmp_path / "out", "predictions")
+
+
+def test_a_folder_written_with_another_k_is_refused(tmp_path):
+    from xception_cli.errors import OutputError
+
+    w = ShardFolderWriter(tmp_path / "out", "jsonl", "predictions", labels=3)
+    w.write([Record(str(tmp_path / "a.jpg"), predictions=predictions(0))])
+    w.close()
+    with pytest.raises(OutputError, match="holds 3 label\\(s\\) per image; this run gives 5"):
+        recorded_in_shards(tmp_path / "out", "predictions", labels=5)
 
 
 def test_similar_on_shards_prints_text_and_counts_a_byte_name_once(tmp_path):
@@ -160,17 +196,17 @@ def test_similar_on_shards_prints_text_and_counts_a_byte_name_once(tmp_path):
 def test_shard_mistakes_are_found_before_ray_starts(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import xception_cli.scale.run as ray_run
+    import xception_cli.scale.executor as executor
     from xception_cli.cli import cli
 
     def no_ray(*a, **k):
         raise AssertionError("Ray was started")
 
-    monkeypatch.setattr(ray_run, "init_ray", no_ray)
+    monkeypatch.setattr(executor, "init_ray", no_ray)
     img = tmp_path / "a.jpg"
     img.write_bytes(b"x")
     r = CliRunner().invoke(cli, ["embed", str(img), "--ray", "-o", f"{tmp_path}/e/", "-f", "npz"])
-    assert r.exit_code == 2 and "shards are written as jsonl or parquet, not npz" in r.stderr
+    assert r.exit_code == 2 and "embed writes shards jsonl or parquet, not npz" in r.stderr
     blocker = tmp_path / "file"
     blocker.write_text("")
     r = CliRunner().invoke(cli, ["predict", str(img), "--ray", "-o", f"{blocker}/sub/"])
@@ -185,6 +221,9 @@ def test_without_an_address_ray_starts_its_own(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
+    import xception_cli.scale.cluster as cluster
+
+    monkeypatch.setattr(cluster, "check_address", lambda address, **kw: None)  # no cluster at ray://head here
     init_ray(None)
     assert seen["address"] == "local"  # None would join any cluster `ray start` left recorded here
     init_ray("ray://head:10001")

@@ -66,9 +66,10 @@ def sniff_format(data: bytes) -> str | None:
     raise ValueError("not an earlier xception output (neither JSON Lines nor CSV)")
 
 
-def read_jsonl(text: str, key: str) -> list[Entry]:
+def read_jsonl(text: str, key: str, strict: bool = False) -> list[Entry]:
     """Entries of JSON Lines; a last line without its newline was cut by a kill and is dropped.
-    ``ValueError`` when the file holds the other command's records (never dropped silently)."""
+    ``ValueError`` when the file holds the other command's records (never dropped silently), and
+    with ``strict`` (a shard) for any line that is not a record of this task."""
     other = "embedding" if key == "predictions" else "predictions"
     lines = text.split("\n")
     lines.pop()  # "" after the final newline, or a last line cut short by a kill
@@ -77,14 +78,15 @@ def read_jsonl(text: str, key: str) -> list[Entry]:
         try:
             rec = json.loads(line)
         except (json.JSONDecodeError, RecursionError):
-            continue
-        if not (isinstance(rec, dict) and isinstance(rec.get("path"), str)):
-            continue
+            rec = None
+        if not (isinstance(rec, dict) and isinstance(rec.get("path"), str) and (key in rec or "error" in rec)):
+            if strict and (line.strip() or rec is not None):
+                raise ValueError(f"line {len(entries) + 1} is not a record of this task")
+            if not isinstance(rec, dict) or other not in rec:
+                continue
         if other in rec:
             raise ValueError(f"holds {TASK[other]} output, not {TASK[key]} output")
         ok = key in rec and "error" not in rec
-        if not ok and "error" not in rec:
-            continue
         value = rec.get(key)
         labels = len(value) if ok and key == "predictions" and isinstance(value, list) and value else None
         options = rec.get("options") if isinstance(rec.get("options"), dict) else None

@@ -102,7 +102,8 @@ def _read(data: bytes, fmt: str, key: str) -> list[Entry]:
     if fmt == "parquet":
         return read_parquet_shard(data, key)
     text = data.decode("utf-8", "surrogateescape")
-    return read_jsonl(text, key) if fmt == "jsonl" else read_csv(text, key)
+    return read_jsonl(text + ("" if text.endswith("\n") or not text else "\n"), key, strict=True) \
+        if fmt == "jsonl" else read_csv(text, key)
 
 
 class ShardOutput:
