@@ -27,6 +27,14 @@ class Match:
         return {"rank": self.rank, "path": self.path, "similarity": round(float(self.similarity), 6)}
 
 
+def unusable(vectors: np.ndarray) -> np.ndarray:
+    """Which rows can match nothing: zero (no direction) or holding NaN/infinity."""
+    x = np.asarray(vectors)
+    if x.ndim != 2:
+        raise ValueError(f"vectors must be (N, D), got {x.shape}")
+    return ~np.isfinite(x).all(axis=1) | ~x.any(axis=1)
+
+
 def nearest(queries: np.ndarray, database: np.ndarray, paths: list[str], k: int = 5) -> list[list[Match]]:
     """The ``k`` most similar stored vectors for each query (cosine similarity, best first; ties
     by the earlier stored vector). A single 1-D query is one query."""

@@ -53,9 +53,9 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
     import numpy as np
 
     from ..output import load_embeddings
-    from ..output.paths import display_path
+    from ..output.paths import display_path, shown
     from ..similar import duplicates as find_duplicates
-    from ..similar import nearest
+    from ..similar import nearest, unusable
 
     if queries:
         queries = input_list(queries)  # '-': paths from stdin
@@ -68,6 +68,13 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
     # the output is checked and claimed before any work, and published only when all went well
     with report_output(output, [embeddings_file, *queries], weights_files(weights)) as stream:
         table = load_embeddings(embeddings_file)  # OutputError when it holds no embeddings
+        bad_rows = np.flatnonzero(unusable(table.embeddings))
+        if len(bad_rows):  # they would match nothing (or everything): left out, and said so
+            names = ", ".join(shown(table.paths[i]) for i in bad_rows[:3]) + (", ..." if len(bad_rows) > 3 else "")
+            click.echo(f"warning: {embeddings_file}: {len(bad_rows)} stored embedding(s) are zero or not finite and "
+                       f"match nothing: {names}", err=True)
+            keep = [i for i in range(len(table.paths)) if i not in set(bad_rows.tolist())]
+            table.paths, table.vectors = [table.paths[i] for i in keep], [table.vectors[i] for i in keep]
         fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
         db = table.embeddings
         bad = []
