@@ -73,7 +73,8 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
             names = ", ".join(shown(table.paths[i]) for i in bad_rows[:3]) + (", ..." if len(bad_rows) > 3 else "")
             click.echo(f"warning: {embeddings_file}: {len(bad_rows)} stored embedding(s) are zero or not finite and "
                        f"match nothing: {names}", err=True)
-            keep = [i for i in range(len(table.paths)) if i not in set(bad_rows.tolist())]
+            dropped = set(bad_rows.tolist())
+            keep = [i for i in range(len(table.paths)) if i not in dropped]
             table.paths, table.vectors = [table.paths[i] for i in keep], [table.vectors[i] for i in keep]
         fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
         db = table.embeddings
