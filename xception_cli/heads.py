@@ -24,7 +24,6 @@ class Classify:
     include_top = True
     pooling = None
     done, doing = "classified", "classifying"  # what messages say
-    formats = ("table", "json", "jsonl", "csv")
 
     def __post_init__(self):
         import numbers
@@ -46,7 +45,6 @@ class Embed:
     key = "embedding"
     include_top = False
     done, doing = "embedded", "embedding"
-    formats = ("jsonl", "npz", "parquet")
 
     def __post_init__(self):
         if self.pooling not in ("avg", "max"):

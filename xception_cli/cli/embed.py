@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..output.formats import command_formats
 from .common import (
     CONTEXT,
     friendly_errors,
@@ -14,7 +15,7 @@ from .common import (
     ray_options,
 )
 
-FORMATS = ("jsonl", "npz", "parquet")
+FORMATS = command_formats("embedding")
 
 
 @click.command(context_settings=CONTEXT)

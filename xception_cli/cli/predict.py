@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..output.formats import command_formats
 from .common import (
     CONTEXT,
     friendly_errors,
@@ -17,8 +18,6 @@ from .common import (
     stderr_is_terminal,
     warn,
 )
-
-FORMATS = ("table", "json", "jsonl", "csv")
 
 
 class RichUI:
@@ -125,7 +124,7 @@ class _Bar:
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
 @click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Number of labels per image.")
-@output_options(FORMATS + ("parquet",))
+@output_options(command_formats("predictions"))
 @pipeline_options()
 @click.option("--resume", is_flag=True,
               help="With -o FILE (jsonl/csv): skip inputs already classified there, retry failures, append.")

@@ -42,6 +42,11 @@ def format_of_path(path: str) -> str | None:
     return next((f.name for f in FORMATS.values() if ext in f.extensions), None)
 
 
+def command_formats(key: str) -> tuple[str, ...]:
+    """Every format the command producing ``key`` records writes (one file, the table, or shards)."""
+    return tuple(f.name for f in FORMATS.values() if key in f.heads or key in f.shard_heads)
+
+
 def formats_for(key: str, shards: bool = False) -> tuple[str, ...]:
     """The formats a command producing ``key`` records can write (to shards, or to one file)."""
     if shards:

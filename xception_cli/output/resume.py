@@ -17,10 +17,9 @@ import json
 from dataclasses import dataclass, field
 
 from ..errors import OutputError
+from .formats import COMMAND
 from .paths import from_record, path_key
 from .records import CSV_FIELDS, CSV_HEADER, CSV_HEADER_V0, EMBED_OPTIONS, csv_line
-
-TASK = {"predictions": "predict", "embedding": "embed"}  # what each record key is the output of
 
 
 @dataclass
@@ -85,7 +84,7 @@ def read_jsonl(text: str, key: str, strict: bool = False) -> list[Entry]:
             if not isinstance(rec, dict) or other not in rec:
                 continue
         if other in rec:
-            raise ValueError(f"holds {TASK[other]} output, not {TASK[key]} output")
+            raise ValueError(f"holds {COMMAND[other]} output, not {COMMAND[key]} output")
         ok = key in rec and "error" not in rec
         value = rec.get(key)
         labels = len(value) if ok and key == "predictions" and isinstance(value, list) and value else None
