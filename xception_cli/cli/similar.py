@@ -103,9 +103,9 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
             got = embedder.records(list(queries))
             bad = [r for r in got if r.error is not None]
             if len(bad) == len(got):
-                raise FatalError(f"{display_path(bad[0].path)[0]}: {bad[0].error}")
+                raise FatalError(f"{shown(bad[0].path)}: {bad[0].error}")
             for r in bad:
-                click.echo(f"warning: {display_path(r.path)[0]}: {r.error}", err=True)
+                click.echo(f"warning: {shown(r.path)}: {r.error}", err=True)
             good = [r for r in got if r.error is None]
             if good[0].embedding.shape[0] != db.shape[1]:
                 raise FatalError(f"{embeddings_file}: holds {db.shape[1]}-value embeddings, the query gives "
@@ -114,10 +114,10 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
             records, rows, sections = [], [], []
             for r, ms in zip(good, matches):
                 query = display_path(r.path)[0]
-                shown = [m.to_dict() | {"path": display_path(m.path)[0]} for m in ms]  # text, whatever the bytes
-                records.append({"path": query, "neighbors": shown})
+                neighbors = [m.to_dict() | {"path": display_path(m.path)[0]} for m in ms]  # text, whatever the bytes
+                records.append({"path": query, "neighbors": neighbors})
                 rows += [[query if m["rank"] == 1 else "", m["rank"], m["path"], f"{m['similarity']:.4f}"]
-                         for m in shown]
+                         for m in neighbors]
                 sections.append(len(rows) - 1)
             columns = ["Query", ("#", "right"), "Most similar", ("Similarity", "right")]
         if fmt == "jsonl":
