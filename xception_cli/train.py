@@ -8,7 +8,9 @@ tiny learning rate and every BatchNormalization kept in inference mode (its stat
 
 The result is a weights file in the official layout with an N-class top, carrying its class names
 and preprocessing as HDF5 attributes: ``xception predict PHOTOS --weights MODEL.h5`` prints your
-labels, on any runtime, and loading it never executes code from the file.
+labels, on any runtime, and loading it never executes code from the file. The model and its
+report are published together through the output layer (``output.target``): never over the base
+weights or a photo, nothing at either name when training fails.
 """
 
 from __future__ import annotations
@@ -203,26 +205,15 @@ def confusion(y_true, y_pred, classes: int) -> list[list[int]]:
 
 def write_model(path: str, weights: dict[str, list], classes: list[str], extra: dict) -> None:
     """The official layout (so every runtime reads it) with an N-class top, class names and
-    preprocessing as attributes; written to a temporary name, then moved into place."""
+    preprocessing as attributes, written at ``path`` as it is: ``run`` gives a staged path and
+    publishes it with the report."""
     import h5py
 
     from .model import weight_layout
-
-    layout = weight_layout(True, len(classes))
-    tmp = f"{path}.tmp"
-    try:
-        _write_h5(tmp, weights, classes, extra, layout, h5py)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _write_h5(tmp, weights, classes, extra, layout, h5py) -> None:
     from .weights import CLASS_NAMES_ATTR, PREPROCESS_ATTR
 
-    with h5py.File(tmp, "w") as f:
+    layout = weight_layout(True, len(classes))
+    with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = [name.encode("utf8") for name, _ in layout]
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.2.4"
@@ -290,34 +281,39 @@ def fine_tune(o: TrainOptions, data: Dataset, weights: dict, log, on_epoch) -> t
 
 def run(o: TrainOptions, log: Callable[[str], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train; write ``o.output`` and ``o.output`` + ``.report.json``; return the report."""
-    from .classifier import Embedder
-    from .weights import describe, read_weights, weights_identity, weights_source
+    """Train; write ``o.output`` and ``o.output`` + ``.report.json``, published together; return
+    the report."""
+    from .output.target import Protected, Publication
+    from .weights import describe, weights_files, weights_source
 
-    log = log or (lambda msg: None)
-    on_epoch = on_epoch or (lambda row: None)
     out = Path(o.output)
-    if not out.parent.exists():
-        raise TrainError(f"{o.output}: cannot write: folder {out.parent} does not exist")
     if out.suffix != ".h5":
         raise TrainError(f"{o.output}: the model is written as an .h5 weights file: "
                          f"use -o {out.with_suffix('.h5')}")
-    if out.exists() and not out.is_file():
-        raise TrainError(f"{o.output}: exists and is not a file")
-    from .output import same_file_as_any
-    from .weights import weights_files
-
-    if same_file_as_any(str(out), weights_files(o.weights)) is not None:
-        raise TrainError(f"{o.output}: is the base weights file; writing there would destroy it: choose another -o")
     if o.epochs < 1:
         raise TrainError("--epochs must be at least 1")
     data = prepare(o)  # every check before any work
-    t0 = time.perf_counter()
     source = weights_source(o.weights, include_top=True)
     if source.format not in ("random", "legacy-h5"):
         raise TrainError(f"{source.path}: train reads the official-format .h5 weights (or none), "
                          f"not a {source.format} file")
     o = replace(o, resize=describe(source).resize_for(o.resize))  # recorded in the model written
+    protected = Protected(inputs=[p for p, _ in data.train + data.val],
+                          weights=[*weights_files(o.weights), *[str(p) for p in [source.path] if p]])
+    with Publication(protected) as pub:  # both refused or claimed before any work; published together
+        model_tmp, report_tmp = pub.stage(out), pub.stage(f"{out}.report.json")
+        report = _train(o, data, source, model_tmp, log or (lambda msg: None), on_epoch or (lambda row: None))
+        report["model"] = str(out)
+        Path(report_tmp).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return report
+
+
+def _train(o: TrainOptions, data: Dataset, source, model_path: str, log, on_epoch) -> dict:
+    """Features, the head, fine-tuning; the model written at ``model_path``; the report."""
+    from .classifier import Embedder
+    from .weights import read_weights, weights_identity
+
+    t0 = time.perf_counter()
     # The same file for the features and for the model written (its top, if any, is dropped).
     base = "none" if source.path is None else str(source.path)
     embedder = Embedder(weights=base, pooling="avg", runtime=o.runtime, resize=o.resize)
@@ -353,10 +349,10 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
             "crop_pct": config.DEFAULT_PREPROCESS.crop_pct, "scale": "x / 127.5 - 1",
             "base_weights": weights_identity(o.weights),
             "created_by": f"xception-cli {__version__}"}
-    write_model(str(out), weights, data.classes, meta)
+    write_model(model_path, weights, data.classes, meta)
     # Final validation numbers, from the model as written (the same code path as predict).
-    final_val = _final_validation(str(out), data, xv, yv, kernel, bias, o)
-    report = {
+    final_val = _final_validation(model_path, data, xv, yv, kernel, bias, o)
+    return {
         "classes": data.classes,
         "class_counts": {"train": {c: int(np.sum(y == i)) for i, c in enumerate(data.classes)},
                          "val": {c: int(np.sum(yv == i)) for i, c in enumerate(data.classes)}},
@@ -367,10 +363,7 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
         "timings_s": {"features": round(t_features, 3), "head": round(t_head, 3), "fine_tune": round(t_fine, 3),
                       "total": round(time.perf_counter() - t0, 3)},
         "options": {k: v for k, v in vars(o).items()},
-        "model": str(out),
     }
-    Path(f"{out}.report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    return report
 
 
 def _final_validation(path, data, xv, yv, kernel, bias, o) -> dict:

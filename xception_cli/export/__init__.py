@@ -5,14 +5,23 @@ realisation, each format with a metadata file beside it.
   with ``int8=True``, post-training quantization by NNCF on the user's own photos, checked
   against float32 on held-out photos.
 - ``saved-model``: a TensorFlow SavedModel for TensorFlow Serving, two signatures (float32 in
-  ``[-1, 1]`` and uint8 pixels), the labels as an asset.
+  ``[-1, 1]`` and uint8 pixels), the labels as an asset (``saved_model``).
 - ``onnx``: an ONNX model (opset 17) that ONNX Runtime runs.
+
+Every file of an export (the IR's ``.xml`` and ``.bin``, the ONNX file, the SavedModel's folder,
+and the metadata beside each) goes through one ``output.target.Publication``: each is refused
+before any work when it is the weights file or a calibration photo (any spelling, link), written
+in a private staging folder, and published together, the metadata first and the model's own name
+last, so an interrupted export leaves the earlier one as it was. The metadata records each model
+file's size and sha256 (``model_files``): a set that an interrupted publication still left mixed is
+refused by every reader (``weights.read_metadata``).
 
 No Click here; ``ExportResult`` says what was written and, for INT8, what it costs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -21,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, config
+from .. import __version__
 from ..errors import XceptionError
-from ..weights import class_labels, describe, metadata_path, preprocessing_record
+from ..output.target import Protected, Publication
+from ..weights import class_labels, describe, metadata_path, preprocessing_record, weights_files
+from ..weights.metadata import file_record
 
 FORMATS = ("openvino", "saved-model", "onnx")
 MIN_CALIBRATION = 10  # photos: fewer cannot calibrate INT8 and still hold some out to check it
@@ -86,9 +97,11 @@ def _with_classes(io: dict, classes: int) -> dict:
     return io
 
 
-def _write_metadata(path: Path, meta: dict) -> str:
-    path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    return str(path)
+def _write_metadata(staged: str | os.PathLike, meta: dict, model_files: dict[str, str] | None = None) -> None:
+    """The metadata, with the size and sha256 of each model file (``{extension: staged path}``)."""
+    if model_files:
+        meta["model_files"] = {ext: file_record(path) for ext, path in model_files.items()}
+    Path(staged).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
 def _check_target(output: str | os.PathLike, fmt: str) -> Path:
@@ -109,6 +122,8 @@ def _check_target(output: str | os.PathLike, fmt: str) -> Path:
                           f"use -o {out.with_suffix('.xml')}")
     if fmt == "onnx" and out.suffix != ".onnx":
         raise ExportError(f"{out}: an ONNX model is written as NAME.onnx: use -o {out.with_suffix('.onnx')}")
+    if out.is_dir():
+        raise ExportError(f"{out}: is a folder; the model is a file: choose another -o")
     return out
 
 
@@ -132,22 +147,61 @@ def export(fmt: str, output: str | os.PathLike, *, weights="imagenet", int8: boo
     if calibrate and not int8:
         raise ExportError("--calibrate is for --int8")
     out = _check_target(output, fmt)
+    photos = calibration_photos(calibrate) if int8 else []
     engine = Engine(weights=weights, runtime_request="tensorflow" if fmt == "saved-model" else "auto",
                     progress=progress)
     source = engine.weights_source
     if source.format not in ("random", "legacy-h5"):
         raise ExportError(f"{source.path}: export reads the official-format .h5 weights (or none), "
                           f"not a {source.format} file")
-    resize = describe(source).resize_for(resize)  # None: as the weights were made
-    t0 = time.perf_counter()
-    weights_np = weight_arrays(NetworkSpec(source))
-    timings = {"read_weights_s": time.perf_counter() - t0}
+    protected = Protected(inputs=photos, weights=[*weights_files(weights), *[str(p) for p in [source.path] if p]])
+    made = _make_folders(out.parent) if fmt == "saved-model" else []  # serving layouts are deep
+    try:
+        with Publication(protected) as pub:
+            staged = _stage(pub, fmt, out)  # every file checked and claimed before any work
+            resize = describe(source).resize_for(resize)  # None: as the weights were made
+            t0 = time.perf_counter()
+            weights_np = weight_arrays(NetworkSpec(source))
+            timings = {"read_weights_s": time.perf_counter() - t0}
+            if fmt == "openvino":
+                result = _export_openvino(out, staged, weights_np, source, int8, calibrate, calibration_size,
+                                          resize, workers, log, timings)
+            elif fmt == "onnx":
+                result = _export_onnx(out, staged, weights_np, source, timings)
+            else:
+                result = _export_saved_model(out, staged, weights_np, source, timings)
+            t1 = time.perf_counter()
+        timings["publish_s"] = time.perf_counter() - t1
+    except BaseException:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
+    return result
+
+
+def _stage(pub: Publication, fmt: str, out: Path) -> dict[str, str]:
+    """The staged path of each file of ``fmt``'s export, in publishing order: the metadata first,
+    the name a user passes to ``--weights`` last (an interrupted publication never shows a model
+    without its metadata)."""
+    if fmt == "saved-model":  # its metadata is inside: one folder, published whole
+        return {"folder": pub.stage(out, folder=True)}
+    staged = {"meta": pub.stage(metadata_path(out))}
     if fmt == "openvino":
-        return _export_openvino(out, weights_np, source, int8, calibrate, calibration_size, resize, workers, log,
-                                timings)
-    if fmt == "onnx":
-        return _export_onnx(out, weights_np, source, log, timings)
-    return _export_saved_model(out, weights_np, source, log, timings)
+        staged["bin"] = pub.stage(out.with_suffix(".bin"))
+    staged[fmt] = pub.stage(out)
+    return staged
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; the ones made, outermost first."""
+    missing = [f for f in [folder, *folder.parents] if not f.exists()][::-1]
+    for f in missing:
+        try:
+            f.mkdir()
+        except OSError as e:
+            raise ExportError(f"{f}: cannot make the folder ({e.strerror or e})") from None
+    return missing
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +215,8 @@ IO_NHWC = {
 }
 
 
-def _export_openvino(out, weights_np, source, int8, calibrate, calibration_size, resize, workers, log, timings):
+def _export_openvino(out, staged, weights_np, source, int8, calibrate, calibration_size, resize, workers, log,
+                     timings):
     import time
 
     import openvino as ov
@@ -180,25 +235,33 @@ def _export_openvino(out, weights_np, source, int8, calibrate, calibration_size,
         timings["quantize_s"] = time.perf_counter() - t1
         precision = "int8"
     t2 = time.perf_counter()
-    ov.save_model(model, str(out), compress_to_fp16=False)
+    ov.save_model(model, staged["openvino"], compress_to_fp16=False)  # writes its .bin beside it
+    os.replace(Path(staged["openvino"]).with_suffix(".bin"), staged["bin"])
     timings["save_s"] = time.perf_counter() - t2
     extra = {"int8": check} if check else {}
     meta = _metadata("openvino", source, precision, IO_NHWC, extra)
-    files = [str(out), str(out.with_suffix(".bin")), _write_metadata(metadata_path(out), meta)]
+    _write_metadata(staged["meta"], meta, {"xml": staged["openvino"], "bin": staged["bin"]})
+    files = [str(out), str(out.with_suffix(".bin")), str(metadata_path(out))]
     return ExportResult("openvino", str(out), files, meta, check, timings)
+
+
+def calibration_photos(folder: str) -> list[str]:
+    """The photos ``--calibrate`` names (an export never writes over one of them)."""
+    from ..discovery import discover
+
+    if not os.path.isdir(folder):
+        raise ExportError(f"{folder}: not a folder (--calibrate needs a folder of photos)")
+    return discover([folder]).paths
 
 
 def calibration_set(folder: str, resize: str = "center-crop", workers: int | None = None,
                     log: Callable[[str], None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray], int]:
     """Decode ``folder``'s photos exactly as ``predict`` does: ``(calibration, held_out, unreadable)``
     as uint8 pixel arrays, in sorted order (deterministic); every 5th readable photo is held out."""
-    from ..discovery import discover
     from ..pipeline import Decoder
 
     log = log or (lambda msg: None)
-    if not os.path.isdir(folder):
-        raise ExportError(f"{folder}: not a folder (--calibrate needs a folder of photos)")
-    paths = discover([folder]).paths
+    paths = calibration_photos(folder)
     pixels, bad = [], 0
     with Decoder(((p, p) for p in paths), resize=resize, workers=workers) as decoder:
         for name, px, err, _ in decoder:
@@ -260,11 +323,11 @@ def quantize(model, folder: str, *, calibration_size: int = 300, resize: str = "
 # ONNX
 
 
-def _export_onnx(out, weights_np, source, log, timings):
+def _export_onnx(out, staged, weights_np, source, timings):
     import time
 
     require("onnx", "the onnx format")
-    from .onnx_graph import build_onnx, save_onnx
+    from .onnx_graph import build_onnx, onnx_bytes
 
     t0 = time.perf_counter()
     model = build_onnx(weights_np)
@@ -272,10 +335,10 @@ def _export_onnx(out, weights_np, source, log, timings):
     for key in ("created_by", "precision", "format"):
         entry = model.metadata_props.add()
         entry.key, entry.value = f"xception.{key}", str(meta[key])
-    save_onnx(model, out)
+    Path(staged["onnx"]).write_bytes(onnx_bytes(model))
     timings["build_and_save_s"] = time.perf_counter() - t0
-    files = [str(out), _write_metadata(metadata_path(out), meta)]
-    return ExportResult("onnx", str(out), files, meta, None, timings)
+    _write_metadata(staged["meta"], meta, {"onnx": staged["onnx"]})
+    return ExportResult("onnx", str(out), [str(out), str(metadata_path(out))], meta, None, timings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,80 +355,18 @@ SERVING_IO = {
 }
 
 
-def _export_saved_model(out, weights_np, source, log, timings):
+def _export_saved_model(out, staged, weights_np, source, timings):
     import time
 
-    from ..runtimes.tensorflow import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-    import tensorflow as tf
-
-    from ..fused import FoldedOps
-    from ..model import xception_graph
-
-    class VariableOps(FoldedOps):
-        """The folded graph with its weights as (non-trainable) variables, which a SavedModel stores.
-
-        tf.function may run the Python function more than once while tracing: the variables are
-        made on the first pass and handed out again, in the same order, on the next ones.
-        """
-
-        def __init__(self, weights, module):
-            super().__init__(weights)
-            self.module = module
-            self.next = 0
-
-        def _const(self, array):
-            if self.next == len(self.module.tracked):
-                with tf.init_scope():
-                    self.module.tracked.append(tf.Variable(array, trainable=False))
-            v = self.module.tracked[self.next]
-            self.next += 1
-            return v
-
-        def graph(self, x):
-            self.next = 0
-            return xception_graph(x, self)
+    from .saved_model import save_saved_model
 
     t0 = time.perf_counter()
-    module = tf.Module(name="xception")
-    module.tracked = []
-    ops = VariableOps(weights_np, module)
-    size = config.IMAGENET_INPUT_SIZE
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix="xception-export-"))
-    labels_file = tmp / "labels.txt"  # copied into the SavedModel as assets/labels.txt
-    labels_file.write_text("".join(f"{label}\n" for _, label in class_labels(source)), encoding="utf-8")
-    module.labels = tf.saved_model.Asset(str(labels_file))
-
-    # Trace once here (weights captured as variables), then wrap for the two signatures.
-    net = tf.function(ops.graph, autograph=False)
-    graph = net.get_concrete_function(tf.TensorSpec([None, size, size, 3], tf.float32))  # never retraced
-    module.net = net
-
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
-    def serving_default(images):
-        return {"probabilities": graph(images)}
-
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="pixels")])
-    def serving_uint8(pixels):
-        x = tf.cast(pixels, tf.float32) / config.DEFAULT_PREPROCESS.scale + config.DEFAULT_PREPROCESS.offset
-        return {"probabilities": graph(x)}
-
-    module.serving_default, module.serving_uint8 = serving_default, serving_uint8
-    try:
-        tf.saved_model.save(module, str(out), signatures={"serving_default": serving_default,
-                                                          "serving_uint8": serving_uint8})
-    finally:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
+    tf_version = save_saved_model(staged["folder"], weights_np, [label for _, label in class_labels(source)])
     timings["build_and_save_s"] = time.perf_counter() - t0
     meta = _metadata("saved-model", source, "float32", SERVING_IO,
-                     {"tensorflow": tf.__version__, "labels_file": "assets/labels.txt"})
-    files = [str(out), _write_metadata(metadata_path(out), meta)]
-    return ExportResult("saved-model", str(out), files, meta, None, timings)
+                     {"tensorflow": tf_version, "labels_file": "assets/labels.txt"})
+    _write_metadata(metadata_path(staged["folder"]), meta)  # inside the folder: published with it
+    return ExportResult("saved-model", str(out), [str(out), str(out / "xception.meta.json")], meta, None, timings)
 
 
 def result_dict(r: ExportResult) -> dict:

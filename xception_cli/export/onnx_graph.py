@@ -230,19 +230,22 @@ def build_onnx(
     return model
 
 
-def save_onnx(model, path: str | os.PathLike) -> Path:
-    """Write ``model`` as one self-contained ``.onnx`` file (weights inside), atomically; the path."""
-    path = Path(path)
+def onnx_bytes(model) -> bytes:
+    """``model`` serialized as one self-contained ``.onnx`` file (weights inside)."""
     data = model.SerializeToString()
     if len(data) >= _PROTOBUF_LIMIT:
         raise ValueError(f"the ONNX model is {len(data) / 2**30:.1f} GiB, over protobuf's 2 GiB limit")
+    return data
+
+
+def save_onnx(model, path: str | os.PathLike) -> Path:
+    """Write ``model`` as one self-contained ``.onnx`` file (weights inside), published whole
+    through the output layer (``output.target``: a private staging folder, never a fixed
+    temporary name); the path."""
+    from ..output.target import write_bytes
+
+    path = Path(path)
+    data = onnx_bytes(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # opened normally: the file gets the umask's mode
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes(str(path), data)
     return path

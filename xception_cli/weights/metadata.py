@@ -4,12 +4,18 @@
 The file is read only up to ``MAX_METADATA_BYTES`` and only when its JSON is an object of the
 expected shape (``labels`` one ``[wnid or null, label]`` pair per output, nesting at most
 ``MAX_DEPTH`` levels), so a damaged or hostile file is one ``WeightsError`` line naming it.
+
+``model_files`` records what identifies the files it describes (size and sha256 of ``NAME.xml``
+and ``NAME.bin``, or of ``NAME.onnx``): metadata beside other files than those (a new ``.bin``
+beside an earlier export's ``.xml`` and metadata) is refused, so a reader never runs a mixed set.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -20,6 +26,7 @@ META_SUFFIX = ".meta.json"
 MAX_METADATA_BYTES = 8 << 20  # 1000 labels and the rest take about 60 KB
 MAX_DEPTH = 32
 FORMAT_OF_SUFFIX = {".xml": "openvino", ".onnx": "onnx"}
+DESCRIBED = ("xml", "bin", "onnx")  # model_files' keys: the model's name with this extension
 RESIZE_METHODS = {
     "center-crop": "short side to floor(input_size / crop_pct), bicubic, then the centre square",
     "squash": "straight to input_size x input_size, bicubic, ignoring the aspect ratio",
@@ -98,7 +105,42 @@ def read_metadata(model_path: str | os.PathLike) -> dict | None:
         return None
     meta = parse_json(data, str(p))
     check_metadata(meta, p, FORMAT_OF_SUFFIX.get(Path(model_path).suffix.lower()))
+    check_files(meta, Path(model_path), p)
     return meta
+
+
+def file_record(path: str | os.PathLike) -> dict:
+    """What identifies a model file in its metadata (``model_files``): its size and sha256."""
+    return {"size": os.stat(path).st_size, "sha256": _sha256(path)}
+
+
+_DIGESTS: dict[tuple, str] = {}  # (device, inode, size, mtime, ctime) -> sha256: each file hashed once
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()  # 88 MB: about 0.07 s
+        if len(_DIGESTS) > 64:
+            _DIGESTS.clear()
+        _DIGESTS[key] = digest
+    return _DIGESTS[key]
+
+
+def check_files(meta: dict, model_path: Path, p: Path) -> None:
+    """Refuse metadata that does not describe the model files beside it (a file of another export,
+    or a set mixed by an interrupted one); metadata without ``model_files`` is not checked."""
+    for ext, record in (meta.get("model_files") or {}).items():
+        f = model_path.with_suffix(f".{ext}")
+        try:
+            same = os.stat(f).st_size == record["size"] and _sha256(f) == record["sha256"]
+        except OSError:
+            same = False
+        if not same:
+            raise WeightsError(f"{p}: does not describe the {f.name} beside it (a file of another export, or "
+                               "an export interrupted while replacing this one): export the model again")
 
 
 def check_metadata(meta, p: Path, fmt: str | None = None) -> None:
@@ -115,6 +157,7 @@ def check_metadata(meta, p: Path, fmt: str | None = None) -> None:
         bad(f"'format' is {_kind(meta['format'])}, expected a string")
     if fmt is not None and meta.get("format", fmt) != fmt:
         bad(f"its format is {meta['format']!r}, and this model is {fmt!r}")
+    _check_model_files(meta.get("model_files"), bad)
     resize = (meta.get("preprocessing") or {}).get("resize", RESIZE_MODES[0])
     if resize not in RESIZE_MODES:
         bad(f"preprocessing 'resize' is {_short(resize)}, expected one of {', '.join(RESIZE_MODES)}")
@@ -129,6 +172,18 @@ def _outputs(meta: dict, bad) -> int | None:
     if not isinstance(shape, list) or not shape or not _is_int(shape[-1]) or shape[-1] < 1:
         bad(f"'output' 'shape' is {_short(shape)}, expected [\"N\", classes]")
     return shape[-1]
+
+
+def _check_model_files(files, bad) -> None:
+    if files is None:
+        return
+    if not isinstance(files, dict):
+        bad(f"'model_files' is {_kind(files)}, expected an object")
+    for ext, record in files.items():
+        if (ext not in DESCRIBED or not isinstance(record, dict) or not _is_int(record.get("size"))
+                or not re.fullmatch(r"[0-9a-f]{64}", str(record.get("sha256")))):
+            bad(f"'model_files' entry {_short(ext)} is {_short(record)}, expected one of {', '.join(DESCRIBED)} "
+                'with {"size": bytes, "sha256": hex}')
 
 
 def _check_labels(labels, outputs: int | None, bad) -> None:
