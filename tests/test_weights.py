@@ -181,3 +181,55 @@ def test_cli_weights_errors_exit_2(tmp_path, samples, keras_home, no_network):
     assert r.exit_code == 2
     assert "offline" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.jsonl").exists(), "a weights error must not leave an empty output file"
+
+
+def test_what_a_weights_choice_is_recorded_as(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert W.weights_identity(None) == W.weights_identity(" None ") == "none"
+    assert W.weights_identity("ImageNet") == "imagenet"
+    assert W.weights_identity("w.h5") == str(tmp_path / "w.h5")
+    (tmp_path / "w.h5").write_bytes(b"x")
+    (tmp_path / "link.h5").symlink_to(tmp_path / "w.h5")
+    assert W.same_weights("w.h5", "./link.h5") and W.same_weights("none", None)
+    assert not W.same_weights("imagenet", "none") and not W.same_weights("w.h5", "imagenet")
+    assert W.is_random("NONE") and not W.is_random("imagenet")
+
+
+def with_attrs(tmp_path, weights_file, **attrs):
+    import json
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "model.h5"
+    shutil.copyfile(weights_file, path)
+    with h5py.File(path, "r+") as f:
+        for key, value in attrs.items():
+            f.attrs[key] = value if isinstance(value, str) else json.dumps(value)
+    return path
+
+
+def test_classes_and_resize_a_weights_choice_gives_without_loading_a_network(tmp_path, weights_file, keras_home,
+                                                                              no_network):
+    assert W.weights_classes("imagenet") == W.weights_classes("none") == W.weights_classes(weights_file) == 1000
+    assert W.weights_resize("imagenet") == W.weights_resize(weights_file) == "center-crop"
+    assert no_network == []
+    names = [f"c{i}" for i in range(1000)]
+    mine = with_attrs(tmp_path, weights_file, xception_class_names=names, xception_preprocessing={"resize": "squash"})
+    info = W.weights_info(mine)
+    assert (info.format, info.class_names, info.resize) == ("legacy-h5", tuple(names), "squash")
+    assert W.weights_resize(mine) == "squash" and W.weights_resize(mine, "center-crop") == "center-crop"
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"xception_class_names": ["a", "b", "c"]}, "the file names 3 classes for a classifier of 1000 outputs"),
+    ({"xception_class_names": "[1, 2"}, "the file's class names: not valid JSON"),
+    ({"xception_class_names": {"a": 1}}, "the file's class names are not a list of strings"),
+    ({"xception_preprocessing": {"resize": "stretch"}}, "the file's preprocessing is not an object with 'resize'"),
+    ({"xception_preprocessing": "[" * 100 + "]" * 100}, "the file's preprocessing: JSON nested deeper than 32"),
+])
+def test_what_a_trained_model_says_about_itself_is_checked(tmp_path, weights_file, attrs, message):
+    path = with_attrs(tmp_path, weights_file, **attrs)
+    with pytest.raises(W.WeightsError) as e:
+        W.weights_info(path)
+    assert str(e.value).startswith(f"{path}: {message}") and "\n" not in str(e.value)
