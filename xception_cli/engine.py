@@ -4,6 +4,8 @@
 and ``benchmark`` all go through it, so a process never builds the same network twice.
 
 - ``engine.weights_source``: ``--weights`` resolved once (env var, Keras cache, download, path).
+- ``engine.info``: what that file says (class names, the resize it was made with), asked of
+  ``weights.describe`` once; ``engine.class_names`` and ``engine.resize`` read it.
 - ``engine.runtime``: chosen once by ``runtimes.choose_runtime`` (``auto``: OpenVINO whenever it
   can read the weights format).
 - ``engine.network`` / ``engine.infer``: the loaded network and its ``f(batch) -> outputs``.
