@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,6 +16,10 @@ from xception_cli.preprocess import load_image, preprocess_image, to_input
 
 def md5(path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def export(*args):
@@ -182,6 +187,7 @@ def test_saved_model_signatures_and_labels(tmp_path, weights_file, samples, phot
     assert len(labels) == 1000 and labels[281] == "tabby"
     meta = json.loads((out / "xception.meta.json").read_text())
     assert meta["format"] == "saved-model" and "serving_uint8" in meta["signatures"]
+    assert os.listdir(out.parent) == ["1"]  # the folder published whole: nothing staged left beside it
 
 
 def test_onnx_round_trips_in_onnx_runtime(tmp_path, weights_file, photos_batch, reference_probs):
@@ -195,7 +201,10 @@ def test_onnx_round_trips_in_onnx_runtime(tmp_path, weights_file, photos_batch, 
     assert_same(probs, reference_probs)
     props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
     assert props["xception.precision"] == "float32"
-    assert json.loads(out.with_name(out.name + ".meta.json").read_text())["weights"]["md5"] == md5(weights_file)
+    meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
+    assert meta["weights"]["md5"] == md5(weights_file)
+    assert meta["model_files"] == {"onnx": {"size": out.stat().st_size, "sha256": sha256(out)}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["xception.onnx", "xception.onnx.meta.json"]
 
 
 def test_an_ir_and_an_onnx_file_of_one_name_keep_their_own_metadata(float32_ir, weights_file):

@@ -203,3 +203,14 @@ def test_a_saved_model_into_a_folder_that_is_not_empty_is_refused(tmp_path, weig
     assert "a SavedModel is a folder, and this one exists and is not empty" in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["serving"] and os.listdir(tmp_path / "serving") == ["keep.txt"]
     assert (tmp_path / "serving" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("fmt, output", [("saved-model", "a/b/1"), ("openvino", "x.xml"), ("onnx", "x.onnx")])
+def test_a_failed_export_leaves_nothing(tmp_path, fmt, output):
+    import h5py
+
+    empty = tmp_path / "empty.h5"  # an HDF5 file without Xception's layers: fails after the files are staged
+    h5py.File(empty, "w").close()
+    r = export(fmt, "--weights", empty, "-o", tmp_path / output)
+    assert r.exit_code == 2 and r.stderr.startswith(f"Error: {empty}: "), r.output
+    assert os.listdir(tmp_path) == ["empty.h5"]  # no model, no metadata, no staging folder, no made folders

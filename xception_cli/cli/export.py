@@ -36,8 +36,10 @@ def export(fmt, output, weights, int8, calibrate, calibration_size, resize, out_
       xception predict ~/Photos --weights xception-int8.xml
 
     Each export writes NAME.EXT.meta.json beside the model (in a SavedModel: xception.meta.json):
-    weights md5, preprocessing, labels, precision. INT8 changes the numbers: the command prints
-    top-1 agreement and max |dp| against float32 on held-out photos.
+    weights md5, preprocessing, labels, precision, and each model file's size and sha256. The
+    files are published together once complete: an interrupted export leaves the earlier one.
+    INT8 changes the numbers: the command prints top-1 agreement and max |dp| against float32
+    on held-out photos.
     """
     import json
 
