@@ -214,3 +214,55 @@ def test_a_failed_export_leaves_nothing(tmp_path, fmt, output):
     r = export(fmt, "--weights", empty, "-o", tmp_path / output)
     assert r.exit_code == 2 and r.stderr.startswith(f"Error: {empty}: "), r.output
     assert os.listdir(tmp_path) == ["empty.h5"]  # no model, no metadata, no staging folder, no made folders
+
+
+# ---------------------------------------------------------------------------------------------
+# model_files itself: checked like the rest of the metadata; metadata without it is not checked
+
+
+def _linked_set(tmp_path: Path, earlier: Path, meta: dict) -> Path:
+    mine = tmp_path / "m.xml"
+    for suffix in (".xml", ".bin"):
+        os.link(earlier.with_suffix(suffix), mine.with_suffix(suffix))
+    (tmp_path / "m.xml.meta.json").write_text(json.dumps(meta))
+    return mine
+
+
+BAD_FILES = {
+    "a list": [],
+    "a path for an extension": {"../../etc/passwd": {"size": 1, "sha256": "0" * 64}},
+    "a size that is text": {"bin": {"size": "88", "sha256": "0" * 64}},
+    "a digest that is not hex": {"bin": {"size": 88, "sha256": "z" * 64}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_model_files_are_one_line_naming_the_metadata(tmp_path, earlier, samples, case):
+    meta = json.loads(earlier.with_name("x.xml.meta.json").read_text())
+    mine = _linked_set(tmp_path, earlier, dict(meta, model_files=BAD_FILES[case]))
+    r = predict(mine, samples[0])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().startswith(f"Error: {tmp_path / 'm.xml.meta.json'}: not the metadata of an exported "
+                                       "Xception model: 'model_files'")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_metadata_without_model_files_is_read_as_before(tmp_path, earlier, samples):
+    meta = json.loads(earlier.with_name("x.xml.meta.json").read_text())
+    del meta["model_files"]
+    r = predict(_linked_set(tmp_path, earlier, meta), samples[0])
+    assert r.exit_code == 0, r.output
+
+
+def test_a_file_changed_after_it_was_checked_is_checked_again(tmp_path, earlier):
+    from xception_cli.errors import WeightsError
+    from xception_cli.weights import read_metadata
+
+    mine = tmp_path / "m.xml"
+    shutil.copy(earlier, mine)
+    os.link(earlier.with_suffix(".bin"), mine.with_suffix(".bin"))
+    shutil.copy(earlier.with_name("x.xml.meta.json"), tmp_path / "m.xml.meta.json")
+    assert read_metadata(mine)["format"] == "openvino"
+    _change_a_byte(mine)  # same size, in place: the digest read before must not be reused
+    with pytest.raises(WeightsError, match="does not describe the m.xml beside it"):
+        read_metadata(mine)
