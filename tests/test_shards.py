@@ -213,23 +213,6 @@ def test_shard_mistakes_are_found_before_ray_starts(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "cannot write shards there" in r.stderr
 
 
-def test_without_an_address_ray_starts_its_own(monkeypatch):
-    ray = pytest.importorskip("ray")
-    from xception_cli.scale import init_ray
-
-    seen = {}
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
-    import xception_cli.scale.cluster as cluster
-
-    monkeypatch.setattr(cluster, "check_address", lambda address, **kw: None)  # no cluster at ray://head here
-    init_ray(None)
-    assert seen["address"] == "local"  # None would join any cluster `ray start` left recorded here
-    init_ray("ray://head:10001")
-    assert seen["address"] == "ray://head:10001"
-
-
 def test_ray_processes_left_as_children_are_stopped():
     """After a Ctrl-C during Ray's start-up, its agents end up as our (adopted) children."""
     import subprocess

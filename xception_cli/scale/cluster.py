@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 
-from ..errors import OutputError, XceptionError
+from ..errors import OutputError, XceptionError, one_line
 from .stages import DECODE_CPUS
 
 RAY_HINT = "--ray needs Ray Data: pip install 'xception-cli[ray]'"
+LOCAL_ADDRESSES = ("local", "auto")  # Ray finds these itself: no host and port to ask
+DEFAULT_PORTS = {"": 6379, "ray": 10001}  # a cluster's GCS port; the Ray Client server's
+CONNECT_TIMEOUT_S = 3.0  # how long an address may take to answer at all
+# Ray's own wait when something answers that is not (yet) a Ray: one attempt of ~20 s, not twenty
+# of ~40 s each. Only set where the user has not; only while ``ray.init`` connects.
+RAY_CONNECT_SETTINGS = {"RAY_gcs_server_port_wait_time_s": "1", "RAY_py_gcs_connect_timeout_s": "10"}
+# What of this process's environment Ray's workers are handed (as runtime_env env_vars, which
+# Ray writes in plain text to its logs and shows on a cluster's dashboard): where S3 is, never
+# who we are. A local Ray's workers inherit this process's environment, credentials included;
+# a cluster's nodes use their own (instance roles, mounted secrets).
+TRAVELLING_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
 
 
 def require_ray():
@@ -22,15 +34,19 @@ def require_ray():
 
 
 def init_ray(address: str | None, quiet: bool = True):
-    """Connect to ``address`` (or ``$RAY_ADDRESS``), or start a local Ray; reuse one already up."""
-    ray = require_ray()
-    if ray.is_initialized():
-        return ray
-    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    if quiet:  # Ray's C++ core logs notes at "error" level on the driver's stderr; real errors still raise
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    """Connect to ``address`` (or ``$RAY_ADDRESS``), or start a local Ray; reuse one already up.
+    An address where nothing answers is an ``XceptionError`` within seconds, not a wait of minutes."""
     import sys
 
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return sys.modules["ray"]
+    # "local": a new Ray of our own. (None would join whatever cluster `ray start` last
+    # recorded on this machine, and wait forever if that one is gone.)
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    check_address(address)
+    env = settings_for_workers(os.environ)
+    if quiet:  # Ray's C++ core logs notes at "error" level on the driver's stderr; real errors still raise
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     saved = None
     if quiet:  # the C++ start-up notes go to fd 2 directly; errors still raise in Python
         sys.stderr.flush()
@@ -39,16 +55,80 @@ def init_ray(address: str | None, quiet: bool = True):
         os.dup2(null, 2)
         os.close(null)
     try:
-        # "local": a new Ray of our own. (None would join whatever cluster `ray start` last
-        # recorded on this machine, and wait forever if that one is gone.)
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
-                 log_to_driver=not quiet, configure_logging=True, logging_level="ERROR",
-                 runtime_env={"env_vars": env} if env else None)
+        with _bounded_connect(address != "local"):  # Ray's core reads some settings on import
+            ray = require_ray()
+            ray.init(address=address, include_dashboard=False, log_to_driver=not quiet, configure_logging=True,
+                     logging_level="ERROR", runtime_env={"env_vars": env} if env else None)
+    except ConnectionError as e:  # it answered, but no Ray (or not in time)
+        if address == "local":
+            raise
+        raise XceptionError(f"ray address {address}: no Ray answers there ({one_line(e)}): {_ADDRESS_HINT}") from None
     finally:
         if saved is not None:
             os.dup2(saved, 2)
             os.close(saved)
     return ray
+
+
+_ADDRESS_HINT = "start the cluster, or leave --ray-address/RAY_ADDRESS unset for a local Ray"
+
+
+def settings_for_workers(environ) -> dict[str, str]:
+    """The part of ``environ`` handed to Ray's workers: the S3 endpoint and region
+    (``TRAVELLING_SETTINGS``), never a credential."""
+    return {k: environ[k] for k in TRAVELLING_SETTINGS if environ.get(k)}
+
+
+def address_endpoint(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` that must answer for a Ray ``address`` (``host:port`` or
+    ``ray://host:port``); ``None`` for ``local``/``auto`` and schemes Ray resolves otherwise."""
+    if address in LOCAL_ADDRESSES:
+        return None
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    if scheme not in DEFAULT_PORTS:
+        return None
+    rest = rest.split("/", 1)[0]
+    host, colon, port = rest.rpartition(":")
+    if not colon or host.count(":") and not host.endswith("]"):  # no port (an IPv6 host needs [ ])
+        host, port = rest, str(DEFAULT_PORTS[scheme])
+    host = host.strip("[]")
+    return (host, int(port)) if host and port.isdigit() else None
+
+
+def check_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """``XceptionError`` at once when nothing answers at a Ray address (Ray itself would wait
+    minutes, and Ctrl-C would take long to end it)."""
+    import socket
+
+    endpoint = address_endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        with socket.create_connection(endpoint, timeout=timeout_s):
+            return
+    except socket.gaierror:
+        why = "no such host"
+    except ConnectionRefusedError:
+        why = "connection refused"
+    except TimeoutError:
+        why = f"no answer within {timeout_s:g} s"
+    except OSError as e:
+        why = (e.strerror or one_line(e)).lower()
+    raise XceptionError(f"ray address {address}: nothing answers there ({why}): {_ADDRESS_HINT}")
+
+
+@contextmanager
+def _bounded_connect(connecting: bool):
+    """``RAY_CONNECT_SETTINGS`` in the environment while Ray connects (not where the user set them)."""
+    added = [k for k in RAY_CONNECT_SETTINGS if connecting and k not in os.environ]
+    os.environ.update({k: RAY_CONNECT_SETTINGS[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def plan_actors(ray, requested: int | None) -> tuple[int, float]:
