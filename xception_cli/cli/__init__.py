@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from .clock import STARTED  # noqa: F401 - first: the closing line of `predict` counts the whole wait
+from . import clock  # noqa: F401 - first of all: the closing line of `predict` counts the whole wait
 
 # isort: split
 import click  # noqa: E402
