@@ -14,6 +14,7 @@ RAY_HINT = "--ray needs Ray Data: pip install 'xception-cli[ray]'"
 LOCAL_ADDRESSES = ("local", "auto")  # Ray finds these itself: no host and port to ask
 DEFAULT_PORTS = {"": 6379, "ray": 10001}  # a cluster's GCS port; the Ray Client server's
 CONNECT_TIMEOUT_S = 3.0  # how long an address may take to answer at all
+_ADDRESS_HINT = "start the cluster, or leave --ray-address/RAY_ADDRESS unset for a local Ray"
 # Ray's own wait when something answers that is not (yet) a Ray: one attempt of ~20 s, not twenty
 # of ~40 s each. Only set where the user has not; only while ``ray.init`` connects.
 RAY_CONNECT_SETTINGS = {"RAY_gcs_server_port_wait_time_s": "1", "RAY_py_gcs_connect_timeout_s": "10"}
@@ -68,9 +69,6 @@ def init_ray(address: str | None, quiet: bool = True):
             os.dup2(saved, 2)
             os.close(saved)
     return ray
-
-
-_ADDRESS_HINT = "start the cluster, or leave --ray-address/RAY_ADDRESS unset for a local Ray"
 
 
 def settings_for_workers(environ) -> dict[str, str]:
