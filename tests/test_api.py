@@ -31,7 +31,7 @@ def test_predict_job_takes_the_format_from_the_extension(weights_file, samples, 
     out = tmp_path / "labels.csv"
     assert PredictJob(PredictOptions(inputs=[str(samples[0])], weights=str(weights_file), output=str(out)),
                       QuietUI()).run() == 0
-    assert out.read_text().startswith("path,rank,index,wnid,label,probability,error\n")
+    assert out.read_text().startswith("path,rank,index,wnid,label,probability,error,file_id\n")
     with pytest.raises(OutputError, match="unknown output format 'xml'"):
         PredictOptions(inputs=["x.jpg"], fmt="xml")
 

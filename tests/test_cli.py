@@ -78,7 +78,8 @@ def test_formats_agree(run, image_dir, samples):
     assert as_json == as_jsonl
     assert [r["path"] for r in as_json] == sorted(str(image_dir / p.name) for p in samples)
     rows = list(csv.DictReader(io.StringIO(outs["csv"].stdout)))
-    assert list(rows[0]) == ["path", "rank", "index", "wnid", "label", "probability", "error"]
+    assert list(rows[0]) == ["path", "rank", "index", "wnid", "label", "probability", "error", "file_id"]
+    assert [r["file_id"] for r in rows] == [r["file_id"] for r in as_json for _ in r["predictions"]]
     flat = [(r["path"], p["rank"], p["index"], p["wnid"], p["label"], p["probability"])
             for r in as_json for p in r["predictions"]]
     assert [(r["path"], int(r["rank"]), int(r["index"]), r["wnid"], r["label"], float(r["probability"]))
@@ -115,7 +116,7 @@ def test_corrupt_file_among_good_ones(run, image_dir):
     records = [json.loads(line) for line in r.stdout.splitlines()]
     errors = [x for x in records if "error" in x]
     assert len(errors) == 1 and errors[0]["path"].endswith("broken.jpg")
-    assert set(errors[0]) == {"path", "error"}
+    assert set(errors[0]) == {"path", "file_id", "error"}
     assert sum("predictions" in x for x in records) == len(records) - 1
     assert f"warning: {image_dir / 'broken.jpg'}: " in r.stderr
     assert "Traceback" not in r.output

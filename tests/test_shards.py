@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from xception_cli.labels import Prediction
-from xception_cli.pipeline import Record
 from xception_cli.output.resume import Expect
 from xception_cli.output.shards import SHARD_ROWS, ShardOutput
+from xception_cli.pipeline import Record
 
 pytest.importorskip("pyarrow")
 
