@@ -89,10 +89,6 @@ class Engine:
             return self._runtime
 
     @property
-    def weights_path(self):
-        return self.weights_source.path
-
-    @property
     def info(self) -> WeightsInfo:
         """What the weights file says (format, class names, preprocessing), read once."""
         with self._lock:

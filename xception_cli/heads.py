@@ -63,5 +63,3 @@ def normalize(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.where(norms > 0, norms, 1.0)
 
-
-RESULT_KEYS = (Classify.key, Embed.key)

@@ -7,7 +7,7 @@ import os
 import time
 from contextlib import contextmanager
 
-from ..errors import OutputError, XceptionError, one_line
+from ..errors import XceptionError, one_line
 from .stages import DECODE_CPUS
 
 RAY_HINT = "--ray needs Ray Data: pip install 'xception-cli[ray]'"
@@ -194,18 +194,6 @@ def kill_adopted_ray_processes(wait_s: float = 3.0) -> None:
         if not left or time.monotonic() > deadline:
             return
         time.sleep(0.2)
-
-
-def check_writable_folder(folder: str) -> None:
-    """Shards can be written into ``folder`` (made if missing): found out before any work."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".xception-probe-{os.getpid()}")
-        with open(probe, "wb"):
-            pass
-        os.unlink(probe)
-    except OSError as e:
-        raise OutputError(f"{folder}: cannot write shards there ({e.strerror})") from None
 
 
 def shutdown_quietly(ray) -> None:
