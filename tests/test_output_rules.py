@@ -229,3 +229,12 @@ def test_similar_says_which_stored_vectors_cannot_match(tmp_path):
     r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(tmp_path / "lib.npz"), "-f", "jsonl"])
     assert r.exit_code == 0, r.stderr
     assert "2 stored embedding(s) are zero or not finite" in r.stderr and "1.jpg" in r.stderr
+
+
+def test_a_name_as_long_as_the_file_system_allows_is_still_published(tmp_path):
+    from xception_cli.output.target import write_bytes
+
+    final = tmp_path / ("n" * 250 + ".npz")
+    write_bytes(str(final), b"first")
+    write_bytes(str(final), b"second")
+    assert final.read_bytes() == b"second" and os.listdir(tmp_path) == [final.name]

@@ -26,7 +26,7 @@ from .formats import FORMATS
 from .paths import shown
 from .records import CSV_HEADER, CsvWriter, JsonlWriter, JsonWriter
 from .resume import Done, Expect, read_csv, read_jsonl, settle, sniff_format
-from .target import Protected, Publication, check_parent, claim, kind_of, lock_fd
+from .target import Protected, Publication, check_parent, claim, hidden_prefix, kind_of, lock_fd
 
 WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter, "json": JsonWriter}
 READERS = {"jsonl": read_jsonl, "csv": read_csv}
@@ -199,7 +199,7 @@ class RecordsOutput:
             self._rewrite_in_place(target, data)
             return
         folder, name = os.path.split(target)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".xception-tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=hidden_prefix(name), suffix=".xception-tmp", dir=folder)
         try:
             lock_fd(fd, self.path)
             _write_all(fd, data)
@@ -219,7 +219,7 @@ class RecordsOutput:
         """Every hard link sees the new contents; a copy of them lies beside the file (a new,
         private name) until the rewrite is on disk, so a crash in between loses nothing."""
         folder, name = os.path.split(target)
-        fd, backup = tempfile.mkstemp(prefix=f".{name}.", suffix=".xception-backup", dir=folder)
+        fd, backup = tempfile.mkstemp(prefix=hidden_prefix(name), suffix=".xception-backup", dir=folder)
         try:
             _write_all(fd, data)
             os.fsync(fd)

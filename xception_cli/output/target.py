@@ -92,11 +92,22 @@ def lock_fd(fd: int, path: str) -> None:
         raise OutputError(f"{shown(path)}: cannot lock: {e.strerror}") from None
 
 
+def hidden_prefix(name: str) -> str:
+    """``.NAME.``: how the private files and folders written for ``name`` begin (a long name is
+    shortened, with a digest of it, so that the whole fits the file system's 255 bytes)."""
+    if len(os.fsencode(name)) <= 120:
+        return f".{name}."
+    import hashlib
+
+    digest = hashlib.blake2b(os.fsencode(name), digest_size=6).hexdigest()
+    return f".{os.fsdecode(os.fsencode(name)[:80])}~{digest}."
+
+
 def _staging_busy(final: str) -> None:
     """``OutputError`` when another writer stages ``final``; a staging folder a killed run left is
     removed (ours, and nobody holds its lock)."""
     parent, name = os.path.split(final)
-    prefix = f".{name}{STAGING_TAG}"
+    prefix = hidden_prefix(name) + STAGING_TAG[1:]
     try:
         entries = [e for e in os.scandir(parent or ".") if e.name.startswith(prefix)]
     except OSError:
@@ -185,7 +196,7 @@ class Publication:
             self._locks.append(fd)
         parent, name = os.path.split(final)
         try:
-            self._dir = tempfile.mkdtemp(prefix=f".{name}{STAGING_TAG}", dir=parent)
+            self._dir = tempfile.mkdtemp(prefix=hidden_prefix(name) + STAGING_TAG[1:], dir=parent)
             lock = os.open(os.path.join(self._dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as e:
             self.discard()
