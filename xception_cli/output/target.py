@@ -184,7 +184,10 @@ class Publication:
             fd = claim(final)
             if fd is not None:
                 self._locks.append(fd)
-        tmp = os.path.join(self._dir, f"{len(self._staged)}-{os.path.basename(final)}")
+        base = os.path.basename(final)
+        if len(os.fsencode(base)) > 200:  # the staged name keeps the extensions tools look at (.weights.h5)
+            base = "".join(os.path.splitext(base)[1:]) if base.count(".") < 2 else ".".join(base.split(".")[-2:])
+        tmp = os.path.join(self._dir, f"{len(self._staged)}-{base[-60:]}")
         if folder:
             os.mkdir(tmp)
         self._staged.append((tmp, final, folder))
