@@ -155,8 +155,10 @@ def export(fmt: str, output: str | os.PathLike, *, weights="imagenet", int8: boo
         raise ExportError(f"{source.path}: export reads the official-format .h5 weights (or none), "
                           f"not a {source.format} file")
     protected = Protected(inputs=photos, weights=[*weights_files(weights), *[str(p) for p in [source.path] if p]])
-    made = _make_folders(out.parent) if fmt == "saved-model" else []  # serving layouts are deep
+    made: list[Path] = []
     try:
+        if fmt == "saved-model":  # serving layouts are deep (models/NAME/VERSION): folders made as needed
+            _make_folders(out.parent, made)
         with Publication(protected) as pub:
             staged = _stage(pub, fmt, out)  # every file checked and claimed before any work
             resize = describe(source).resize_for(resize)  # None: as the weights were made
@@ -193,15 +195,14 @@ def _stage(pub: Publication, fmt: str, out: Path) -> dict[str, str]:
     return staged
 
 
-def _make_folders(folder: Path) -> list[Path]:
-    """Make ``folder`` and its missing parents; the ones made, outermost first."""
-    missing = [f for f in [folder, *folder.parents] if not f.exists()][::-1]
-    for f in missing:
+def _make_folders(folder: Path, made: list[Path]) -> None:
+    """Make ``folder`` and its missing parents, each added to ``made`` (outermost first)."""
+    for f in [f for f in [folder, *folder.parents] if not f.exists()][::-1]:
         try:
             f.mkdir()
         except OSError as e:
             raise ExportError(f"{f}: cannot make the folder ({e.strerror or e})") from None
-    return missing
+        made.append(f)
 
 
 # ---------------------------------------------------------------------------------------------
