@@ -238,3 +238,16 @@ def test_a_name_as_long_as_the_file_system_allows_is_still_published(tmp_path):
     write_bytes(str(final), b"first")
     write_bytes(str(final), b"second")
     assert final.read_bytes() == b"second" and os.listdir(tmp_path) == [final.name]
+
+
+def test_links_planted_at_an_exports_companion_names_are_replaced_never_followed(weights_file, tmp_path):
+    names = ("m.bin", "m.xml.meta.json")
+    for name in names:
+        (tmp_path / f"victim-{name}").write_text(f"{name} victim\n")
+        os.symlink(tmp_path / f"victim-{name}", tmp_path / name)
+    r = CliRunner().invoke(cli, ["export", "openvino", "--weights", str(weights_file), "-o", str(tmp_path / "m.xml")])
+    assert r.exit_code == 0, r.stderr
+    for name in names:
+        assert (tmp_path / f"victim-{name}").read_text() == f"{name} victim\n"
+        assert not os.path.islink(tmp_path / name) and (tmp_path / name).stat().st_size > 0
+    assert json.loads((tmp_path / "m.xml.meta.json").read_text())["format"] == "openvino"

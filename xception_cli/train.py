@@ -301,7 +301,7 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
     protected = Protected(inputs=[p for p, _ in data.train + data.val],
                           weights=[*weights_files(o.weights), *[str(p) for p in [source.path] if p]])
     with Publication(protected) as pub:  # both refused or claimed before any work; published together
-        model_tmp, report_tmp = pub.stage(out), pub.stage(f"{out}.report.json")
+        model_tmp, report_tmp = pub.stage(out), pub.stage(f"{out}.report.json", companion=True)
         report = _train(o, data, source, model_tmp, log or (lambda msg: None), on_epoch or (lambda row: None))
         report["model"] = str(out)
         Path(report_tmp).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

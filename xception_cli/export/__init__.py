@@ -188,9 +188,9 @@ def _stage(pub: Publication, fmt: str, out: Path) -> dict[str, str]:
     without its metadata)."""
     if fmt == "saved-model":  # its metadata is inside: one folder, published whole
         return {"folder": pub.stage(out, folder=True)}
-    staged = {"meta": pub.stage(metadata_path(out))}
+    staged = {"meta": pub.stage(metadata_path(out), companion=True)}
     if fmt == "openvino":
-        staged["bin"] = pub.stage(out.with_suffix(".bin"))
+        staged["bin"] = pub.stage(out.with_suffix(".bin"), companion=True)
     staged[fmt] = pub.stage(out)
     return staged
 

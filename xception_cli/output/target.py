@@ -133,10 +133,12 @@ def claim(final: str, *, lock_existing: bool = True) -> int | None:
     if not lock_existing:
         return None
     try:
-        fd = os.open(final, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(final, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
     except OSError as e:
+        if e.errno == errno.ELOOP:  # a link at a companion's name: replaced, never followed
+            return None
         raise OutputError(f"{shown(final)}: cannot open: {e.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -163,15 +165,25 @@ class Publication:
         self._dir: str | None = None
         self._locks: list[int] = []
 
-    def stage(self, final: str | os.PathLike, folder: bool = False) -> str:
-        """A path to write ``final``'s new contents to (a folder to fill when ``folder``)."""
-        final = os.path.realpath(os.fspath(final))  # a symbolic link stays a link, to the new file
+    def stage(self, final: str | os.PathLike, folder: bool = False, companion: bool = False) -> str:
+        """A path to write ``final``'s new contents to (a folder to fill when ``folder``).
+
+        The name the user gave: a symbolic link there stays a link, to the new file. A
+        ``companion`` (a name derived from it: an IR's ``.bin``, metadata, a report) is never
+        followed: a link found there is replaced, whatever it points to is left alone."""
+        final = os.fspath(final)
+        if companion:
+            final = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(final))), os.path.basename(final))
+        else:
+            final = os.path.realpath(final)
         check_parent(final)
         self.protected.check(final, self.option)
         try:
-            st = os.stat(final)
+            st = os.lstat(final) if companion else os.stat(final)
         except OSError:
             st = None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            st = None  # a link at a companion's name is replaced
         if st is not None and stat.S_ISDIR(st.st_mode) and not folder:
             raise OutputError(f"{shown(final)}: is a folder; {self.option} needs a file name here")
         if st is not None and folder and not stat.S_ISDIR(st.st_mode):
@@ -252,7 +264,8 @@ class Publication:
 def _settle_modes(tmp: str, final: str, folder: bool, mask: int) -> None:
     """Modes as the user expects (an existing file's own, else the umask's), and data on disk."""
     try:
-        mode = stat.S_IMODE(os.stat(final).st_mode) if not folder else None
+        st = os.lstat(final)
+        mode = None if folder or stat.S_ISLNK(st.st_mode) else stat.S_IMODE(st.st_mode)
     except OSError:
         mode = None
     if folder:
@@ -284,10 +297,10 @@ def _fsync_path(path: str) -> None:
 def _move(tmp: str, final: str) -> None:
     """Rename into place; a device or a pipe (``/dev/null``, ``>(gzip)``) is written to instead."""
     try:
-        st = os.stat(final)
+        st = os.lstat(final)
     except OSError:
         st = None
-    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         with open(tmp, "rb") as src, open(final, "wb") as dst:
             shutil.copyfileobj(src, dst)
         return
