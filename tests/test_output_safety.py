@@ -1,5 +1,5 @@
-"""Output can never be clobbered, corrupted or lost: one test per defect found by an adversarial
-pass over `predict` (issue 8), each written as a user hits it, through the command line."""
+"""`predict`'s output can never be clobbered, corrupted or lost: each test written as a user hits
+the case, through the command line."""
 
 import base64
 import csv
@@ -41,7 +41,7 @@ def jsonl(text):
     return [json.loads(line) for line in text.splitlines()]
 
 
-# 1 ----------------------------------------------------------------------------------------------
+# inputs are never overwritten ------------------------------------------------------------------
 
 def test_output_that_is_one_of_the_inputs_is_refused(run, photos):
     photo = photos / "cat.jpg"
@@ -56,7 +56,7 @@ def test_output_that_is_one_of_the_inputs_is_refused(run, photos):
     assert r.exit_code == 2 and photo.read_bytes() == before
 
 
-# 2 ----------------------------------------------------------------------------------------------
+# --resume continues a file in its own format ---------------------------------------------------
 
 @pytest.mark.parametrize("have, ask", [("jsonl", "csv"), ("csv", "jsonl")])
 def test_resume_in_another_format_is_refused_and_keeps_the_results(run, photos, tmp_path, have, ask):
@@ -80,7 +80,7 @@ def test_resume_without_f_continues_in_the_files_own_format(run, photos, tmp_pat
     assert sorted({row["path"] for row in rows}) == sorted(str(p) for p in photos.iterdir())
 
 
-# 3 ----------------------------------------------------------------------------------------------
+# pipes, devices and /dev/null ------------------------------------------------------------------
 
 def test_resume_into_a_named_pipe_is_refused_at_once(weights_file, photos, tmp_path):
     fifo = tmp_path / "out.jsonl"
@@ -108,7 +108,7 @@ def test_writing_to_dev_null_still_works(run, photos):
     assert r.exit_code == 0 and r.stdout == ""
 
 
-# 4 ----------------------------------------------------------------------------------------------
+# file names with newlines ----------------------------------------------------------------------
 
 def test_csv_resume_survives_a_newline_in_a_file_name(run, photos, tmp_path):
     shutil.copy(photos / "cat.jpg", photos / "two\nlines.jpg")
@@ -121,7 +121,7 @@ def test_csv_resume_survives_a_newline_in_a_file_name(run, photos, tmp_path):
     assert len(rows) == 5 * 5
 
 
-# 5 ----------------------------------------------------------------------------------------------
+# inputs recognised under any spelling ----------------------------------------------------------
 
 def test_resume_matches_the_same_files_under_another_spelling(run, photos, tmp_path, monkeypatch):
     out = tmp_path / "labels.jsonl"
@@ -132,7 +132,7 @@ def test_resume_matches_the_same_files_under_another_spelling(run, photos, tmp_p
     assert len(jsonl(out.read_text())) == 4
 
 
-# 6 ----------------------------------------------------------------------------------------------
+# names that are not UTF-8 ----------------------------------------------------------------------
 
 def test_a_file_name_that_is_not_utf8_is_written_readably_and_losslessly(run, photos, tmp_path):
     raw = os.fsencode(str(photos)) + b"/caf\xe9.jpg"
@@ -160,7 +160,7 @@ def test_resume_reads_an_older_file_with_raw_bytes_without_dying(run, photos, tm
     assert r.exit_code == 0 and "0 already classified" in r.stderr
 
 
-# 7 ----------------------------------------------------------------------------------------------
+# one writer at a time; -k and hard links kept --------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_resume_with_another_k_is_refused(fmt, run, photos, tmp_path):
@@ -228,7 +228,7 @@ def test_the_lock_is_held_while_writing(run, photos, tmp_path, monkeypatch):
     assert seen and set(seen) == {"locked"}
 
 
-# 8 ----------------------------------------------------------------------------------------------
+# weights refused in one line -------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_weights_with_nan_or_inf_are_refused(run, photos, tmp_path, weights_file, bad):
@@ -248,7 +248,7 @@ def test_weights_with_nan_or_inf_are_refused(run, photos, tmp_path, weights_file
     assert r.stdout == ""
 
 
-# 9 ----------------------------------------------------------------------------------------------
+# weights of another network --------------------------------------------------------------------
 
 def test_keras3_weights_of_another_network_one_whole_line(photos, tmp_path):
     code = (
@@ -266,7 +266,7 @@ def test_keras3_weights_of_another_network_one_whole_line(photos, tmp_path):
     assert lines[0].endswith("the file holds 4 arrays in 2 layers, the model needs 236 in 81")
 
 
-# minor ------------------------------------------------------------------------------------------
+# missing inputs, stdin, interruptions, the closing line ----------------------------------------
 
 def test_a_missing_input_keeps_its_place(run, photos, tmp_path):
     gone = tmp_path / "gone.jpg"
@@ -381,7 +381,7 @@ def test_summary_never_cuts_a_number(width):
         assert "175,976,064" in text and "Left out" not in text
 
 
-# second adversarial pass -------------------------------------------------------------------------
+# weights as output, resume from elsewhere, full disk, closed stdout, Ctrl-C --------------------
 
 def test_output_that_is_the_weights_file_is_refused(photos, tmp_path, weights_file):
     mine = tmp_path / "mine.h5"
