@@ -282,7 +282,7 @@ def test_a_folder_that_holds_no_embeddings_is_one_line(tmp_path):
     labels.mkdir()
     pq.write_table(pa.table({"path": ["a.jpg"], "predictions": ["[]"]}), labels / "xception-embed-x.parquet")
     r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(labels)])
-    assert r.exit_code == 2 and "holds predictions, not embeddings" in r.stderr
+    assert r.exit_code == 2 and "holds predict output (labels), not embeddings" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 

@@ -20,7 +20,7 @@ from typing import IO, Protocol
 
 from .discovery import discover
 from .errors import ImageError, OutputError, XceptionError
-from .output.files import WRITERS, RecordsOutput
+from .output.files import RecordsOutput
 from .output.formats import FORMATS, choose_format
 from .output.paths import is_uri, shown
 from .output.records import EMBED_OPTIONS
@@ -278,8 +278,8 @@ class PredictJob:
             # Nothing was done: an -o file is left as it was; stdout gets a valid document.
             if out is not None:
                 out.abort()
-            elif o.fmt in WRITERS:
-                WRITERS[o.fmt](self.stdout).close()
+            elif FORMATS[o.fmt].streaming:
+                FORMATS[o.fmt].writer(self.stdout).close()
             self._closing_line(0, 0, interrupted=True, loaded_at=None, where=executor.where)
             return EXIT_INTERRUPTED
         except BaseException:
@@ -300,7 +300,7 @@ class PredictJob:
                 writer = out.writer(options=self._embed_options(), meta=self._array_meta()) if not o.shards \
                     else out.writer(options=self._embed_options())
             elif o.fmt != "table":
-                writer = WRITERS[o.fmt](self.stdout, options=self._embed_options())
+                writer = FORMATS[o.fmt].writer(self.stdout, options=self._embed_options())
         except BaseException:
             out is not None and out.abort()
             raise

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import OutputError
 from .paths import display_path, file_id, from_record
+from .records import COMMAND
 from .resume import Entry
 
 PARQUET_HINT = "the parquet format needs pyarrow: pip install 'xception-cli[parquet]'"
@@ -48,10 +49,6 @@ class EmbeddingTable:
             return np.zeros((0, 0), np.float32)
         return np.stack(self.vectors).astype(np.float32, copy=False)
 
-    def entries(self) -> list[Entry]:
-        ids = self.ids or [None] * len(self.paths)
-        return [Entry(p, i, True, options=self.meta, vector=v) for p, i, v in zip(self.paths, ids, self.vectors)]
-
     def to_bytes(self, fmt: str) -> bytes:
         buf = io.BytesIO()
         shown = [display_path(p) for p in self.paths]  # text, and the exact bytes of non-UTF-8 names
@@ -80,48 +77,72 @@ class EmbeddingTable:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, fmt: str) -> EmbeddingTable:
-        """``ValueError``/``KeyError`` for a file that is not this tool's embeddings."""
-        if fmt == "npz":
-            return cls._from_npz(data)
-        pa, pq = pyarrow()
-        # use_threads=False: pyarrow 26's threaded read can abort the interpreter at exit
-        # ("terminate called without an active exception", exit 134) about one run in three.
-        table = pq.read_table(io.BytesIO(data), use_threads=False)
-        raw = (table.schema.metadata or {}).get(b"xception")
-        out = cls(meta=_meta(raw))
-        names = table.column_names
-        if "embedding" not in names and "predictions" in names:
-            raise ValueError("it holds predictions, not embeddings")
-        n = table.num_rows
-        errors = table.column("error").to_pylist() if "error" in names else [None] * n
-        # a Ray shard in which every image failed has no embedding column at all
-        vectors = table.column("embedding").to_numpy(zero_copy_only=False) if "embedding" in names else [None] * n
-        raws = table.column("path_base64").to_pylist() if "path_base64" in names else [None] * n
-        ids = table.column("file_id").to_pylist() if "file_id" in names else [None] * n
-        for path, raw_path, ident, vec, err in zip(table.column("path").to_pylist(), raws, ids, vectors, errors):
-            path = from_record(path, raw_path)
-            if err is None and vec is not None:
-                out.paths.append(path)
-                out.ids.append(ident)
-                out.vectors.append(np.asarray(vec, np.float32))
+    def from_entries(cls, entries: list[Entry]) -> EmbeddingTable:
+        out = cls(meta=dict(next((e.options for e in entries if e.options), {})))
+        for e in entries:
+            if e.ok:
+                out.paths.append(e.path)
+                out.ids.append(e.file_id)
+                out.vectors.append(np.asarray(e.vector, np.float32))
             else:
-                out.failed.append((path, err or "no embedding"))
+                out.failed.append((e.path, e.error or "no embedding"))
         return out
 
     @classmethod
-    def _from_npz(cls, data: bytes) -> EmbeddingTable:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            meta = _meta(str(z["meta"])) if "meta" in z else {}
-            failed = list(zip(z["failed_paths"].tolist(), z["failed_errors"].tolist())) if "failed_paths" in z else []
-            emb = z["embeddings"]
-            paths = z["paths"].tolist()
-            if "paths_base64" in z:
-                paths = [from_record(p, r) for p, r in zip(paths, z["paths_base64"].tolist())]
-            ids = [i or None for i in z["file_ids"].tolist()] if "file_ids" in z else [None] * len(paths)
-            if len(emb) != len(paths) or len(ids) != len(paths):
-                raise ValueError("its arrays have different lengths")
-            return cls(paths, list(emb) if len(emb) else [], failed, meta, ids)
+    def from_bytes(cls, data: bytes, fmt: str) -> EmbeddingTable:
+        """``ValueError``/``KeyError`` for a file that is not this tool's embeddings."""
+        return cls.from_entries((read_npz if fmt == "npz" else read_parquet)(data, "embedding"))
+
+
+def read_npz(data: bytes, key: str, strict: bool = False) -> list[Entry]:
+    """Entries of an npz file (``embed`` output only)."""
+    if key != "embedding":
+        raise ValueError("holds embed output (npz), not predict output")
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        meta = _meta(str(z["meta"])) if "meta" in z else {}
+        emb = z["embeddings"]
+        paths = z["paths"].tolist()
+        if "paths_base64" in z:
+            paths = [from_record(p, r) for p, r in zip(paths, z["paths_base64"].tolist())]
+        ids = [i or None for i in z["file_ids"].tolist()] if "file_ids" in z else [None] * len(paths)
+        if len(emb) != len(paths) or len(ids) != len(paths):
+            raise ValueError("its arrays have different lengths")
+        failed = list(zip(z["failed_paths"].tolist(), z["failed_errors"].tolist())) if "failed_paths" in z else []
+    return [Entry(p, i, True, options=meta, vector=v) for p, i, v in zip(paths, ids, emb)] + \
+        [Entry(p, None, False, options=meta, error=e) for p, e in failed]
+
+
+def read_parquet(data: bytes, key: str, strict: bool = False) -> list[Entry]:
+    """Entries of a Parquet file: embeddings (``embed -o x.parquet``) or a Ray shard of either
+    command's records; ``strict`` (a shard): only this tool's columns."""
+    pa, pq = pyarrow()
+    # use_threads=False: pyarrow 26's threaded read can abort the interpreter at exit
+    # ("terminate called without an active exception", exit 134) about one run in three.
+    table = pq.read_table(io.BytesIO(data), use_threads=False)
+    names = table.column_names
+    other = "predictions" if key == "embedding" else "embedding"
+    if other in names:
+        raise ValueError(f"holds {COMMAND[other]} output, not {COMMAND[key]} output")
+    if "path" not in names or (strict and "error" not in names):
+        raise ValueError(f"columns {names} are not those of this tool's {COMMAND[key]} output")
+    meta = _meta((table.schema.metadata or {}).get(b"xception"))
+    n = table.num_rows
+
+    def column(name):
+        return table.column(name).to_pylist() if name in names else [None] * n
+
+    if key in names:  # a Ray shard in which every image failed has no embedding column at all
+        values = table.column(key).to_numpy(zero_copy_only=False) if key == "embedding" else column(key)
+    else:
+        values = [None] * n
+    entries = []
+    for path, raw, ident, value, err in zip(column("path"), column("path_base64"), column("file_id"), values,
+                                            column("error")):
+        ok = err is None and value is not None
+        entries.append(Entry(from_record(path, raw), ident, ok, options=meta or None, error=err,
+                             labels=len(value) if ok and key == "predictions" and len(value) else None,
+                             vector=value if ok and key == "embedding" else None))
+    return entries
 
 
 def _meta(raw) -> dict:

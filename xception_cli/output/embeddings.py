@@ -3,7 +3,6 @@ the shards ``embed --ray -o DIR/`` writes."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -76,17 +75,7 @@ def _read_file(path: str) -> EmbeddingTable:
         if fmt in ("csv", "json"):
             raise OutputError(f"{shown(path)}: holds predict output (labels), not embeddings: make them with "
                               "xception embed")
-        table = EmbeddingTable()
-        for e in read_jsonl(data.decode("utf-8", "surrogateescape") + "\n", "embedding"):
-            if not e.ok:
-                table.failed.append((e.path, json.loads(e.text).get("error", "")))
-                continue
-            vector = json.loads(e.text).get("embedding")
-            table.meta = table.meta or dict(e.options or {})
-            table.paths.append(e.path)
-            table.ids.append(e.file_id)
-            table.vectors.append(np.asarray(vector, np.float32))
-        return table
+        return EmbeddingTable.from_entries(read_jsonl(data if data.endswith(b"\n") else data + b"\n", "embedding"))
     except OutputError:
         raise
     except ValueError as e:

@@ -21,23 +21,14 @@ import tempfile
 from typing import IO
 
 from ..errors import OutputError
-from .arrays import ArrayWriter, EmbeddingTable
+from .arrays import ArrayWriter
 from .formats import FORMATS
 from .paths import shown
-from .records import CSV_HEADER, CsvWriter, JsonlWriter, JsonWriter
-from .resume import Done, Expect, read_csv, read_jsonl, settle, sniff_format
+from .records import CSV_HEADER
+from .resume import Done, Expect, settle, sniff_format
 from .target import Protected, Publication, check_parent, claim, hidden_prefix, kind_of, lock_fd
 
-WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter, "json": JsonWriter}
-READERS = {"jsonl": read_jsonl, "csv": read_csv}
 MAX_EARLIER = 4 << 30  # an earlier output read back for --resume: larger is refused, never read whole
-
-
-def read_entries(data: bytes, fmt: str, key: str):
-    """Entries of an earlier output of ``fmt`` (``ValueError`` when it is not one)."""
-    if fmt in ("npz", "parquet"):
-        return EmbeddingTable.from_bytes(data, fmt).entries()
-    return READERS[fmt](data.decode("utf-8", "surrogateescape"), key)
 
 
 class RecordsOutput:
@@ -140,7 +131,7 @@ class RecordsOutput:
         if found is None:
             return  # an empty file: written from the start
         try:
-            entries = read_entries(data, self.fmt, self.expect.key)
+            entries = FORMATS[self.fmt].reader(data, self.expect.key)
         except (ValueError, OSError, KeyError) as e:
             raise OutputError(f"{shown(self.path)}: cannot read it as {self.fmt} ({str(e).splitlines()[0]}); "
                               "refusing to resume into it: choose another -o") from None
@@ -166,7 +157,7 @@ class RecordsOutput:
         """The writer for this file (streaming formats start writing now)."""
         if not FORMATS[self.fmt].streaming:
             return ArrayWriter(self._publish, self.fmt, meta or {}, earlier=self.kept)
-        return WRITERS[self.fmt](self.begin(), append=self.append, options=options)
+        return FORMATS[self.fmt].writer(self.begin(), append=self.append, options=options)
 
     def begin(self) -> IO[str]:
         """The text stream to write records to, from now on (truncating or rewriting as decided)."""

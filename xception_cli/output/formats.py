@@ -1,17 +1,22 @@
 """The one table of output formats, and ``choose_format``: which format a command writes.
 
 Each format says its file extensions, which records it holds (``predictions`` from predict,
-``embedding`` from embed), how it is written (record by record as the run goes — ``streaming`` —
-or whole when it ends), whether ``--resume`` can continue it, and for which records Ray writes it as shards.
+``embedding`` from embed), its writer, how it is written (record by record as the run goes —
+``streaming`` — or whole when it ends), its reader (what ``--resume`` and shard reruns read back;
+none: it cannot be resumed), and for which records Ray writes it as shards.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import OutputError
+from .arrays import ArrayWriter, read_npz, read_parquet
 from .paths import shown
+from .records import COMMAND, CsvWriter, JsonlWriter, JsonWriter
+from .resume import read_csv, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -19,21 +24,26 @@ class Format:
     name: str
     extensions: tuple[str, ...]
     heads: tuple[str, ...]  # record keys an -o FILE of this format holds
+    writer: type | None  # records.Writer (streaming) or arrays.ArrayWriter (whole); None: drawn by the CLI
     streaming: bool  # written record by record (else whole, when the run ends)
-    resumable: bool
+    reader: Callable | None  # (data, key, strict) -> [resume.Entry]; None: cannot be resumed
     shard_heads: tuple[str, ...] = ()  # record keys Ray writes as shard files of this format
     terminal: bool = False  # drawn for people, never written to a file
 
+    @property
+    def resumable(self) -> bool:
+        return self.reader is not None
 
+
+BOTH = ("predictions", "embedding")
 FORMATS = {f.name: f for f in (
-    Format("table", (".txt",), ("predictions",), streaming=False, resumable=False, terminal=True),
-    Format("jsonl", (".jsonl", ".ndjson"), ("predictions", "embedding"), True, True, ("predictions", "embedding")),
-    Format("csv", (".csv",), ("predictions",), True, True, ("predictions",)),
-    Format("json", (".json",), ("predictions",), True, False),
-    Format("npz", (".npz",), ("embedding",), False, True),
-    Format("parquet", (".parquet", ".pq"), ("embedding",), False, True, ("predictions", "embedding")),
+    Format("table", (".txt",), ("predictions",), None, streaming=False, reader=None, terminal=True),
+    Format("jsonl", (".jsonl", ".ndjson"), BOTH, JsonlWriter, True, read_jsonl, BOTH),
+    Format("csv", (".csv",), ("predictions",), CsvWriter, True, read_csv, ("predictions",)),
+    Format("json", (".json",), ("predictions",), JsonWriter, True, None),
+    Format("npz", (".npz",), ("embedding",), ArrayWriter, False, read_npz),
+    Format("parquet", (".parquet", ".pq"), ("embedding",), ArrayWriter, False, read_parquet, BOTH),
 )}
-COMMAND = {"predictions": "predict", "embedding": "embed"}
 
 
 def format_of_path(path: str) -> str | None:

@@ -22,6 +22,7 @@ CSV_FIELDS = ("path", "rank", "index", "wnid", "label", "probability", "error", 
 CSV_HEADER = ",".join(CSV_FIELDS)
 CSV_HEADER_V0 = ",".join(CSV_FIELDS[:-1])  # files written before records carried file_id
 EMBED_OPTIONS = ("pooling", "normalize", "weights", "resize")  # what makes two embeddings comparable
+COMMAND = {"predictions": "predict", "embedding": "embed"}  # the command whose records carry each key
 
 
 def _prob(p: float) -> float:

@@ -17,9 +17,8 @@ import json
 from dataclasses import dataclass, field
 
 from ..errors import OutputError
-from .formats import COMMAND
 from .paths import from_record, path_key
-from .records import CSV_FIELDS, CSV_HEADER, CSV_HEADER_V0, EMBED_OPTIONS, csv_line
+from .records import COMMAND, CSV_FIELDS, CSV_HEADER, CSV_HEADER_V0, EMBED_OPTIONS, csv_line
 
 
 @dataclass
@@ -34,6 +33,7 @@ class Entry:
     text: str = ""  # the record as written (JSON Lines, CSV), kept when the file is resumed
     may_be_cut: bool = False  # CSV's last record: a kill can stop it between two rows
     vector: object = None  # npz/parquet embeddings: the vector
+    error: str | None = None
 
 
 @dataclass
@@ -65,10 +65,13 @@ def sniff_format(data: bytes) -> str | None:
     raise ValueError("not an earlier xception output (neither JSON Lines nor CSV)")
 
 
-def read_jsonl(text: str, key: str, strict: bool = False) -> list[Entry]:
+def read_jsonl(data: bytes, key: str, strict: bool = False) -> list[Entry]:
     """Entries of JSON Lines; a last line without its newline was cut by a kill and is dropped.
     ``ValueError`` when the file holds the other command's records (never dropped silently), and
-    with ``strict`` (a shard) for any line that is not a record of this task."""
+    with ``strict`` (a shard, written whole) for any line that is not a record of this task."""
+    text = data.decode("utf-8", "surrogateescape")
+    if strict and text and not text.endswith("\n"):
+        text += "\n"
     other = "embedding" if key == "predictions" else "predictions"
     lines = text.split("\n")
     lines.pop()  # "" after the final newline, or a last line cut short by a kill
@@ -90,17 +93,18 @@ def read_jsonl(text: str, key: str, strict: bool = False) -> list[Entry]:
         labels = len(value) if ok and key == "predictions" and isinstance(value, list) and value else None
         options = rec.get("options") if isinstance(rec.get("options"), dict) else None
         entries.append(Entry(from_record(rec["path"], rec.get("path_base64")), _text_or_none(rec.get("file_id")), ok,
-                             labels=labels,
-                             options=options, text=line + "\n"))
+                             labels=labels, options=options, text=line + "\n",
+                             vector=rec.get(key) if ok and key == "embedding" else None,
+                             error=None if ok else str(rec.get("error"))))
     return entries
 
 
-def read_csv(text: str, key: str) -> list[Entry]:
+def read_csv(data: bytes, key: str, strict: bool = False) -> list[Entry]:
     """Entries of this tool's CSV (one row per label, a record's rows together). Rows after a
     damaged one and a last row cut short are dropped; the last record may be cut between rows."""
     if key != "predictions":
         raise ValueError("holds predict output (CSV), not embed output")
-    text = text.removeprefix("\ufeff")
+    text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
     if not text.endswith("\n"):  # a last row cut short by a kill
         text = text[: text.rfind("\n") + 1]
     rows = _csv_rows(text)
@@ -123,7 +127,7 @@ def read_csv(text: str, key: str) -> list[Entry]:
         if ok and ranks != [str(i) for i in range(1, len(g) + 1)]:
             continue  # damaged: redone
         entries.append(Entry(g[0][0], g[0][7] or None, ok, labels=len(g) if ok else None,
-                             text="".join(csv_line(r) for r in g)))
+                             text="".join(csv_line(r) for r in g), error=None if ok else g[0][6]))
     if entries:
         entries[-1].may_be_cut = True
     return entries

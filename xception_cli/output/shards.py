@@ -17,15 +17,14 @@ import uuid
 import numpy as np
 
 from ..errors import OutputError
-from .formats import COMMAND, FORMATS
+from .formats import FORMATS
 from .paths import shown
-from .records import CSV_HEADER, CsvWriter, JsonlWriter, record_dict, text_of
-from .resume import Done, Entry, Expect, read_csv, read_jsonl, settle
+from .records import COMMAND, CSV_HEADER, record_dict, text_of
+from .resume import Done, Entry, Expect, settle
 from .target import Protected, write_bytes
 
 SHARD_ROWS = 1000  # records per shard file
 SHARD_FORMATS = tuple(f.name for f in FORMATS.values() if f.shard_heads)
-TEXT_WRITERS = {"jsonl": JsonlWriter, "csv": CsvWriter}
 
 
 def is_shard_target(output: str | None) -> bool:
@@ -74,38 +73,6 @@ def _parquet_bytes(records, options: dict | None = None) -> bytes:
     return buf.getvalue()
 
 
-def read_parquet_shard(data: bytes, key: str) -> list[Entry]:
-    import pyarrow.parquet as pq
-
-    from .paths import from_record
-
-    table = pq.read_table(io.BytesIO(data), use_threads=False)
-    names = table.column_names
-    other = "predictions" if key == "embedding" else "embedding"
-    if "path" not in names or "error" not in names or other in names:
-        raise ValueError(f"columns {names} are not those of a shard of this task")
-    n = table.num_rows
-
-    def column(name):
-        return table.column(name).to_pylist() if name in names else [None] * n
-
-    values = column(key) if key == "predictions" else [None] * n
-    meta = json.loads((table.schema.metadata or {}).get(b"xception") or "null")
-    options = meta if isinstance(meta, dict) else None
-    return [Entry(from_record(p, raw), ident, err is None, labels=len(v) if v is not None else None,
-                  options=options)
-            for p, raw, ident, err, v in zip(column("path"), column("path_base64"), column("file_id"),
-                                             column("error"), values)]
-
-
-def _read(data: bytes, fmt: str, key: str) -> list[Entry]:
-    if fmt == "parquet":
-        return read_parquet_shard(data, key)
-    text = data.decode("utf-8", "surrogateescape")
-    return read_jsonl(text + ("" if text.endswith("\n") or not text else "\n"), key, strict=True) \
-        if fmt == "jsonl" else read_csv(text, key)
-
-
 class ShardOutput:
     """``-o DIR/`` or ``-o s3://bucket/prefix/`` with ``--ray``: checked, and what earlier runs of
     this task recorded there read back, before any work."""
@@ -137,7 +104,7 @@ class ShardOutput:
             try:
                 with self.fs.open_input_stream(info.path) as f:
                     data = f.read()
-                entries = _read(data, fmt, self.expect.key)
+                entries = FORMATS[fmt].reader(data, self.expect.key, strict=True)
             except Exception as e:  # noqa: BLE001 - anything unexpected: reported, never touched
                 if warn is not None:
                     warn(f"{shown(info.path)}: not a readable {self.task} shard, left as it is "
@@ -210,7 +177,7 @@ class ShardWriter:
         if fmt == "parquet":
             data = _parquet_bytes(records, self.options)
         else:
-            data = text_of(records, TEXT_WRITERS[fmt], self.options).encode("utf-8", "surrogateescape")
+            data = text_of(records, FORMATS[fmt].writer, self.options).encode("utf-8", "surrogateescape")
         name = f"{self.prefix}-{self.count:05d}{FORMATS[fmt].extensions[0]}"
         self.out._put(f"{self.out.base}/{name}", data)
         self.count += 1
