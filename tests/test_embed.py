@@ -119,8 +119,11 @@ def test_jsonl_embeddings_record_their_options(photos, weights_file, tmp_path):
     out = tmp_path / "e.jsonl"
     assert embed(photos, "-o", out, "--weights", weights_file, "--normalize").exit_code == 0
     recs = [json.loads(line) for line in out.read_text().splitlines()]
+    from xception_cli.weights import md5sum
+
     assert all(r["options"] == {"pooling": "avg", "normalize": True, "weights": str(weights_file),
-                                "resize": "center-crop"} for r in recs)
+                                "weights_md5": md5sum(weights_file), "resize": "center-crop",
+                                "precision": "float32"} for r in recs)
     assert load_embeddings(str(out)).meta["normalize"] is True  # similar embeds its queries the same way
 
 

@@ -251,3 +251,154 @@ def test_links_planted_at_an_exports_companion_names_are_replaced_never_followed
         assert (tmp_path / f"victim-{name}").read_text() == f"{name} victim\n"
         assert not os.path.islink(tmp_path / name) and (tmp_path / name).stat().st_size > 0
     assert json.loads((tmp_path / "m.xml.meta.json").read_text())["format"] == "openvino"
+
+
+# Found by trying to break the layer as a user would ---------------------------------------------
+
+def test_an_exports_metadata_is_protected_as_the_weights(xc, weights_file, photos, tmp_path):
+    ir = tmp_path / "m.xml"
+    assert CliRunner().invoke(cli, ["export", "openvino", "--weights", str(weights_file), "-o", str(ir)]).exit_code == 0
+    meta = tmp_path / "m.xml.meta.json"
+    before = meta.read_bytes()
+    r = CliRunner().invoke(cli, ["predict", str(photos / "cat.jpg"), "--weights", str(ir), "-o", str(meta),
+                                 "-f", "jsonl"])
+    assert r.exit_code == 2 and "is the weights file" in r.stderr and meta.read_bytes() == before
+
+
+@pytest.mark.parametrize("text", ['{"config": "precious"}\n', '{"config": "precious"}',
+                                  '{"path": "a.jpg", "predictions": [{"rank": 1}]}\nnot json at all\n'])
+def test_resume_never_rewrites_a_file_that_is_not_this_tools(xc, photos, tmp_path, text):
+    out = tmp_path / "notes.jsonl"
+    out.write_text(text)
+    r = xc("predict", photos / "cat.jpg", "-o", out, "--resume")
+    assert r.exit_code == 2 and "is not a record of xception predict" in r.stderr and "refusing" in r.stderr
+    assert out.read_text() == text
+
+
+def test_ctrl_c_keeps_a_complete_earlier_npz(xc, photos, tmp_path, monkeypatch):
+    from xception_cli.jobs import LocalExecutor
+
+    out = tmp_path / "lib.npz"
+    assert xc("embed", photos, "-o", out).exit_code == 0
+    before = out.read_bytes()
+    real = LocalExecutor.batches
+
+    def one_batch_then_ctrl_c(self):
+        for batch in real(self):
+            yield batch[:1]
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalExecutor, "batches", one_batch_then_ctrl_c)
+    r = xc("embed", photos, "-o", out)
+    assert r.exit_code == 130 and f"{out} is as it was" in r.stderr
+    assert out.read_bytes() == before
+    r = xc("embed", photos, "-o", tmp_path / "new.npz")  # no earlier file: what was done is kept
+    assert r.exit_code == 130 and len(np.load(tmp_path / "new.npz")["paths"]) == 1
+
+
+def test_embeddings_resume_judges_the_weights_by_their_contents(weights_file, photos, tmp_path):
+    from xception_cli.synthetic import make_weights_file
+
+    w = tmp_path / "w.h5"
+    shutil.copy(weights_file, w)
+    os.symlink(w, tmp_path / "link.h5")
+    out = tmp_path / "s.npz"
+
+    def embed(inputs, weights):
+        return CliRunner().invoke(cli, ["embed", str(inputs), "-o", str(out), "--resume", "--weights", str(weights)])
+
+    assert embed(photos / "cat.jpg", w).exit_code == 0
+    assert embed(photos / "rocket.jpg", tmp_path / "link.h5").exit_code == 0  # the same file by another name
+    make_weights_file(w, [photos / "cat.jpg"], seed=3)  # another network under the same name
+    r = embed(photos, w)
+    assert r.exit_code == 2 and "holds embeddings made with other options weights=" in r.stderr
+    assert len(np.load(out)["paths"]) == 2
+
+
+def test_dev_stdout_appends_where_the_shell_said(weights_file, photos, tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_text("hello\n")
+    with open(log, "a") as f:
+        p = subprocess.run([sys.executable, "-m", "xception_cli", "predict", str(photos / "cat.jpg"), "-o",
+                            "/dev/stdout", "-f", "jsonl", "--weights", str(weights_file)], stdout=f,
+                           stderr=subprocess.PIPE, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "hello" and json.loads(lines[1])["path"].endswith("cat.jpg")
+    p = subprocess.run(f"{sys.executable} -m xception_cli summary -f json -o /dev/stdout | head -c 200",
+                       shell=True, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.startswith("{") and "Error" not in p.stderr
+
+
+def test_a_killed_rewrite_leaves_nothing_behind_and_its_copy_is_put_back(xc, photos, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    assert xc("predict", photos, "-o", out).exit_code == 0
+    good = out.read_bytes()
+    (tmp_path / ".labels.jsonl.k1ll3d.xception-tmp").write_bytes(b"half a rewrite")
+    (tmp_path / ".labels.jsonl.k1ll3d.xception-part").write_bytes(b"half a copy")
+    (tmp_path / ".labels.jsonl.k1ll3d.xception-backup").write_bytes(good)  # complete, by construction
+    out.write_bytes(good[:-40])  # the in-place rewrite was cut short
+    r = xc("predict", photos, "-o", out, "--resume")
+    assert r.exit_code == 0 and "4 already classified" in r.stderr
+    assert out.read_bytes() == good and sorted(os.listdir(tmp_path)) == ["imgs", "labels.jsonl"]
+
+
+def test_a_rewrite_keeps_the_files_group(xc, photos, tmp_path):
+    import grp
+
+    other = next((g.gr_gid for g in grp.getgrall() if g.gr_gid != os.getgid()), None)
+    if other is None or os.getuid() != 0:
+        pytest.skip("needs another group this user may give")
+    report = tmp_path / "s.json"
+    report.write_text("{}")
+    os.chown(report, -1, other)
+    assert CliRunner().invoke(cli, ["summary", "-f", "json", "-o", str(report)]).exit_code == 0
+    assert report.stat().st_gid == other and json.loads(report.read_text())["model"] == "xception"
+
+
+def test_a_link_in_a_shard_folder_is_never_followed(tmp_path):
+    from xception_cli.labels import Prediction
+    from xception_cli.output.resume import Expect
+    from xception_cli.output.shards import ShardOutput
+    from xception_cli.pipeline import Record
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    w = ShardOutput(str(out), "jsonl", Expect("predictions", labels=1)).writer()
+    w.write([Record("/x/a.jpg", predictions=[Prediction(1, 1, "n0", "x", 0.5)]), Record("/x/b.jpg", error="bad")])
+    w.close()
+    (name,) = os.listdir(out)
+    elsewhere.mkdir()
+    os.replace(out / name, elsewhere / name)
+    os.symlink(elsewhere / name, out / name)
+    before = (elsewhere / name).read_bytes()
+    warned = []
+    done = ShardOutput(str(out), "jsonl", Expect("predictions", labels=1), warn=warned.append).done
+    assert "/x/a.jpg" not in done and (elsewhere / name).read_bytes() == before
+    assert len(warned) == 1 and "a link, not a shard" in warned[0]
+
+
+def test_full_disk_messages_say_what_is_on_disk(weights_file, photos, tmp_path):
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    earlier = tmp_path / "old.npz"
+    earlier.write_bytes(b"PK\x03\x04 an earlier file")
+    p = xception("embed", photos, "-o", earlier, "--weights", weights_file, preexec_fn=small_files)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and "results so far" not in err and f"{earlier} is as it was" in err
+    assert earlier.read_bytes() == b"PK\x03\x04 an earlier file"
+    report = tmp_path / "s.json"
+    p = xception("summary", "-f", "json", "-o", report, preexec_fn=small_files)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and err.strip().splitlines()[-1] == f"Error: {report}: cannot write: file too large"
+
+
+def test_wrong_way_round_resumes_say_what_the_file_holds(xc, photos, tmp_path):
+    out = tmp_path / "e.npz"
+    assert xc("embed", photos / "cat.jpg", "-o", out).exit_code == 0
+    r = xc("predict", photos, "-o", out, "--resume", "-f", "jsonl")
+    assert r.exit_code == 2 and "holds xception embed output (npz), which predict cannot continue" in r.stderr
+    r = xc("predict", photos, "-o", f"{tmp_path}/nothing/")
+    assert r.exit_code == 2 and "-o DIR/ writes Ray's shards (with --ray)" in r.stderr

@@ -12,6 +12,7 @@ it with Rich; a program can pass ``QuietUI`` or its own).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -176,6 +177,7 @@ class PredictJob:
         self.ui = ui
         self.stdout = stdout if stdout is not None else sys.stdout
         self.started = started if started is not None else time.perf_counter()
+        self.kept: str | None = options.output  # where the results are when the run stops early
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -327,9 +329,17 @@ class PredictJob:
             interrupted = True
         finally:
             bar.close()
+            whole = out is not None and not o.shards and not FORMATS[o.fmt].streaming
+            # A whole file (npz, parquet) stopped by Ctrl-C replaces an earlier one only when it
+            # continues it (--resume): otherwise the earlier, complete file is kept as it was.
+            if interrupted and whole and out.existed and not o.resume:
+                self.kept = None
+                out.abort()
+                writer = None
             write_error = self._finish(writer, out, write_error)
         where = executor.where
         if write_error is not None:
+            self.kept = o.output if not whole else None
             self._closing_line(done - failed, failed, True, loaded_at, where)
             raise OutputError(self._write_error_message(write_error))
         if o.fmt == "table":
@@ -377,16 +387,25 @@ class PredictJob:
         if self.o.head.key != "embedding":
             return None
         meta = self._array_meta()
-        return {k: meta[k] for k in EMBED_OPTIONS}
+        return {k: meta[k] for k in EMBED_OPTIONS if k in meta}
 
     def _array_meta(self) -> dict:
-        from . import __version__
-        from .weights import weights_identity, weights_resize
+        """What an embeddings file records about how it was made (worked out once)."""
+        if getattr(self, "_meta", None) is None:
+            from . import __version__
+            from .weights import is_random, md5sum, normalize_weights, weights_identity, weights_resize
 
-        return {"model": "xception", "pooling": getattr(self.o.head, "pooling", None),
-                "normalize": getattr(self.o.head, "normalize", False),
-                "weights": weights_identity(self.o.weights),
-                "resize": weights_resize(self.o.weights, self.o.resize), "created_by": f"xception-cli {__version__}"}
+            w = normalize_weights(self.o.weights)
+            self._meta = {"model": "xception", "pooling": getattr(self.o.head, "pooling", None),
+                          "normalize": getattr(self.o.head, "normalize", False),
+                          "weights": weights_identity(self.o.weights),
+                          # the file's contents: the same file under another name is the same network,
+                          # another file under the same name is not
+                          "weights_md5": None if is_random(w) or w == "imagenet" or not os.path.isfile(w)
+                          else md5sum(w),
+                          "resize": weights_resize(self.o.weights, self.o.resize), "precision": self.o.precision,
+                          "created_by": f"xception-cli {__version__}"}
+        return self._meta
 
     def _closing_line(self, done: int, failed: int, interrupted: bool, loaded_at: float | None,
                       where: str = "") -> None:
@@ -398,7 +417,10 @@ class PredictJob:
         if loaded_at is None:
             self.ui.info(f"{head}{self.o.head.done} 0 in {total:.1f} s (stopped while loading)")
             return
-        kept = f"; results so far are in {shown(self.o.output)}" if interrupted and self.o.output else ""
+        kept = ""
+        if interrupted and self.o.output:
+            kept = f"; results so far are in {shown(self.o.output)}" if self.kept \
+                else f"; {shown(self.o.output)} is as it was"
         work = now - loaded_at
         rate = done / work if work > 0 else 0.0
         opening = f" {where[:-1]}; " if where else " ("

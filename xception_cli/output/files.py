@@ -26,7 +26,17 @@ from .formats import FORMATS
 from .paths import shown
 from .records import CSV_HEADER
 from .resume import Done, Expect, settle, sniff_format
-from .target import Protected, Publication, check_parent, claim, hidden_prefix, kind_of, lock_fd
+from .target import (
+    Protected,
+    Publication,
+    check_parent,
+    claim,
+    hidden_prefix,
+    is_stream,
+    kind_of,
+    lock_fd,
+    open_direct,
+)
 
 MAX_EARLIER = 4 << 30  # an earlier output read back for --resume: larger is refused, never read whole
 
@@ -46,8 +56,12 @@ class RecordsOutput:
         self._pub: Publication | None = None
         self._mode = "truncate"  # what begin() does: "truncate", "append" or "rewrite"
         self.stream: IO[str] | None = None
+        if path.endswith("/"):
+            raise OutputError(f"{shown(path)}: a folder; -o DIR/ writes Ray's shards (with --ray), else -o needs a "
+                              "file")
         check_parent(path)
         (protected or Protected()).check(path)
+        self.existed = os.path.isfile(path) and os.path.getsize(path) > 0
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -56,11 +70,11 @@ class RecordsOutput:
             raise OutputError(f"{shown(path)}: cannot write: {e.strerror}") from None
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise OutputError(f"{shown(path)}: is a folder; -o needs a file")
-        self.regular = st is None or stat.S_ISREG(st.st_mode)
+        self.regular = (st is None or stat.S_ISREG(st.st_mode)) and not is_stream(path)
         if not self.regular:
             if resume:
-                raise OutputError(f"{shown(path)}: cannot resume into {kind_of(st.st_mode)}: --resume needs a "
-                                  "regular file")
+                what = "a stream" if is_stream(path) else kind_of(st.st_mode)
+                raise OutputError(f"{shown(path)}: cannot resume into {what}: --resume needs a regular file")
             if not os.access(path, os.W_OK):
                 raise OutputError(f"{shown(path)}: cannot write: permission denied")
             return
@@ -89,9 +103,32 @@ class RecordsOutput:
         self._created = not existed
         try:
             lock_fd(self._fd, self.path)
+            self._recover()
         except BaseException:
             self._release()
             raise
+
+    def _private(self, suffix: str) -> list[str]:
+        folder, name = os.path.split(os.path.realpath(self.path))
+        prefix = hidden_prefix(name)
+        return [e.path for e in os.scandir(folder) if e.name.startswith(prefix) and e.name.endswith(suffix)
+                and e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_uid == os.getuid()]
+
+    def _recover(self) -> None:
+        """What a killed rewrite left beside the file (we hold its lock: nobody else is writing):
+        a complete copy of the rewritten contents (``.xception-backup``) is put back if the file
+        differs from it; unfinished copies and temporary files are removed."""
+        for path in self._private(".xception-backup"):
+            with open(path, "rb") as f:
+                data = f.read()
+            with open(self._fd, "rb", closefd=False) as f:
+                f.seek(0)
+                same = f.read() == data
+            if not same:
+                self._write_in_place(data)
+            os.unlink(path)
+        for path in self._private(".xception-tmp") + self._private(".xception-part"):
+            os.unlink(path)
 
     def _read_data(self) -> bytes:
         if self._fd is not None:
@@ -114,6 +151,12 @@ class RecordsOutput:
         except ValueError as e:
             why = f"not an {self.fmt} file (an earlier xception embed output)" if not FORMATS[self.fmt].streaming else e
             raise OutputError(f"{shown(self.path)}: {why}; refusing to resume into it") from None
+        if found is not None and self.expect.key not in FORMATS[found].heads:
+            from .records import COMMAND
+
+            other = next(k for k in COMMAND if k in FORMATS[found].heads)
+            raise OutputError(f"{shown(self.path)}: holds xception {COMMAND[other]} output ({found}), which "
+                              f"{COMMAND[self.expect.key]} cannot continue: choose another -o")
         if found is not None and found != self.fmt:
             if not FORMATS[found].resumable or fmt_explicit:
                 hint = f"; use -f {found} to continue it" if FORMATS[found].resumable else ""
@@ -131,7 +174,7 @@ class RecordsOutput:
         if found is None:
             return  # an empty file: written from the start
         try:
-            entries = FORMATS[self.fmt].reader(data, self.expect.key)
+            entries = FORMATS[self.fmt].reader(data, self.expect.key, strict=True)
         except (ValueError, OSError, KeyError) as e:
             raise OutputError(f"{shown(self.path)}: cannot read it as {self.fmt} ({str(e).splitlines()[0]}); "
                               "refusing to resume into it: choose another -o") from None
@@ -141,6 +184,17 @@ class RecordsOutput:
         if FORMATS[self.fmt].streaming:
             unchanged = self._kept_text().encode("utf-8", "surrogateescape") == data
             self._mode = "append" if unchanged else "rewrite"
+            if self._mode == "rewrite":  # found out now, not after the model has loaded
+                self._check_folder_writable()
+
+    def _check_folder_writable(self) -> None:
+        folder = os.path.dirname(os.path.realpath(self.path))
+        try:
+            with tempfile.TemporaryFile(dir=folder, prefix=".xception-probe-"):
+                pass
+        except OSError as e:
+            raise OutputError(f"{shown(self.path)}: cannot resume: its failed or cut records must be dropped, and "
+                              f"its folder cannot be written ({(e.strerror or str(e)).lower()})") from None
 
     def _kept_text(self) -> str:
         head = CSV_HEADER + "\n" if self.fmt == "csv" else ""
@@ -162,7 +216,7 @@ class RecordsOutput:
     def begin(self) -> IO[str]:
         """The text stream to write records to, from now on (truncating or rewriting as decided)."""
         if not self.regular:
-            self.stream = open(self.path, "w", encoding="utf-8", newline="")
+            self.stream = open_direct(self.path)
             return self.stream
         if self._mode == "rewrite":
             self._rewrite(self._kept_text().encode("utf-8", "surrogateescape"))
@@ -174,7 +228,7 @@ class RecordsOutput:
 
     def _publish(self, data: bytes) -> None:
         if self._pub is None:  # a pipe or a device: just written
-            with open(self.path, "wb") as f:
+            with open_direct(self.path, binary=True) as f:
                 f.write(data)
             return
         with open(self._tmp, "wb") as f:
@@ -195,7 +249,12 @@ class RecordsOutput:
             lock_fd(fd, self.path)
             _write_all(fd, data)
             os.fsync(fd)
-            os.fchmod(fd, stat.S_IMODE(os.fstat(self._fd).st_mode))
+            before = os.fstat(self._fd)
+            os.fchmod(fd, stat.S_IMODE(before.st_mode))
+            try:
+                os.fchown(fd, before.st_uid, before.st_gid)  # the earlier file's owner and group, where we may
+            except OSError:
+                pass
             os.replace(tmp, target)
         except BaseException:
             os.close(fd)
@@ -210,19 +269,24 @@ class RecordsOutput:
         """Every hard link sees the new contents; a copy of them lies beside the file (a new,
         private name) until the rewrite is on disk, so a crash in between loses nothing."""
         folder, name = os.path.split(target)
-        fd, backup = tempfile.mkstemp(prefix=hidden_prefix(name), suffix=".xception-backup", dir=folder)
+        fd, part = tempfile.mkstemp(prefix=hidden_prefix(name), suffix=".xception-part", dir=folder)
         try:
             _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
+        backup = part.removesuffix(".xception-part") + ".xception-backup"  # only ever a complete copy
+        os.rename(part, backup)
+        self._write_in_place(data)
+        os.unlink(backup)
+        self._mode = "append"
+
+    def _write_in_place(self, data: bytes) -> None:
         view, offset = memoryview(data), 0
         while offset < len(data):
             offset += os.pwrite(self._fd, view[offset:], offset)
         os.ftruncate(self._fd, len(data))
         os.fsync(self._fd)
-        os.unlink(backup)
-        self._mode = "append"
 
     def _release(self) -> None:
         if self._fd is not None:

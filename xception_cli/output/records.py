@@ -21,7 +21,8 @@ from .paths import display_path, file_id
 CSV_FIELDS = ("path", "rank", "index", "wnid", "label", "probability", "error", "file_id")
 CSV_HEADER = ",".join(CSV_FIELDS)
 CSV_HEADER_V0 = ",".join(CSV_FIELDS[:-1])  # files written before records carried file_id
-EMBED_OPTIONS = ("pooling", "normalize", "weights", "resize")  # what makes two embeddings comparable
+# What makes two embeddings comparable (weights_md5: the weights file's contents, when it is a file).
+EMBED_OPTIONS = ("pooling", "normalize", "weights", "weights_md5", "resize", "precision")
 COMMAND = {"predictions": "predict", "embedding": "embed"}  # the command whose records carry each key
 
 

@@ -20,6 +20,8 @@ from ..errors import OutputError
 from .paths import from_record, path_key
 from .records import COMMAND, CSV_FIELDS, CSV_HEADER, CSV_HEADER_V0, EMBED_OPTIONS, csv_line
 
+RECORD_START = '{"path": '  # how every JSON record of this tool begins
+
 
 @dataclass
 class Entry:
@@ -66,35 +68,34 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def read_jsonl(data: bytes, key: str, strict: bool = False) -> list[Entry]:
-    """Entries of JSON Lines; a last line without its newline was cut by a kill and is dropped.
-    ``ValueError`` when the file holds the other command's records (never dropped silently), and
-    with ``strict`` (a shard, written whole) for any line that is not a record of this task."""
-    text = data.decode("utf-8", "surrogateescape")
-    if strict and text and not text.endswith("\n"):
-        text += "\n"
+    """Entries of JSON Lines. A last line without its newline was cut short by a kill: dropped,
+    when it begins as this tool's records do. ``ValueError`` when the file holds the other
+    command's records, and with ``strict`` (a file to resume into, a shard: never rewritten unless
+    it is this tool's) for any line that is not a record of this command."""
     other = "embedding" if key == "predictions" else "predictions"
-    lines = text.split("\n")
-    lines.pop()  # "" after the final newline, or a last line cut short by a kill
+    lines = data.decode("utf-8", "surrogateescape").split("\n")
+    cut = lines.pop()  # "" after the final newline, or a last line cut short by a kill
+    if strict and cut and not cut.startswith(RECORD_START):
+        raise ValueError(f"line {len(lines) + 1} is not a record of xception {COMMAND[key]}")
     entries = []
-    for line in lines:
+    for n, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)
         except (json.JSONDecodeError, RecursionError):
             rec = None
-        if not (isinstance(rec, dict) and isinstance(rec.get("path"), str) and (key in rec or "error" in rec)):
-            if strict and (line.strip() or rec is not None):
-                raise ValueError(f"line {len(entries) + 1} is not a record of this task")
-            if not isinstance(rec, dict) or other not in rec:
-                continue
-        if other in rec:
+        if isinstance(rec, dict) and other in rec:
             raise ValueError(f"holds {COMMAND[other]} output, not {COMMAND[key]} output")
+        if not (isinstance(rec, dict) and isinstance(rec.get("path"), str) and (key in rec or "error" in rec)):
+            if strict:
+                raise ValueError(f"line {n} is not a record of xception {COMMAND[key]}")
+            continue
         ok = key in rec and "error" not in rec
         value = rec.get(key)
         labels = len(value) if ok and key == "predictions" and isinstance(value, list) and value else None
         options = rec.get("options") if isinstance(rec.get("options"), dict) else None
         entries.append(Entry(from_record(rec["path"], rec.get("path_base64")), _text_or_none(rec.get("file_id")), ok,
                              labels=labels, options=options, text=line + "\n",
-                             vector=rec.get(key) if ok and key == "embedding" else None,
+                             vector=value if ok and key == "embedding" else None,
                              error=None if ok else str(rec.get("error"))))
     return entries
 
@@ -151,7 +152,13 @@ def check_same_options(where: str, earlier: dict | None, now: dict | None) -> No
     """``OutputError`` when an earlier output's embeddings were made with other options."""
     if not earlier or not now:
         return
-    mismatch = {k: (earlier[k], now[k]) for k in EMBED_OPTIONS if k in earlier and k in now and earlier[k] != now[k]}
+    keys = [k for k in EMBED_OPTIONS if k in earlier and k in now]
+    if "weights_md5" in keys and earlier["weights_md5"] and now["weights_md5"]:
+        keys.remove("weights")  # one file under two names is one network; judged by its contents
+    mismatch = {k: (earlier[k], now[k]) for k in keys if earlier[k] != now[k]}
+    if "weights_md5" in mismatch:  # said as what it is
+        a, b = mismatch.pop("weights_md5")
+        mismatch["weights"] = (f"{earlier.get('weights')} (md5 {a})", f"{now.get('weights')}, md5 {b}")
     if mismatch:
         raise OutputError(f"{where}: holds embeddings made with other options "
                           + ", ".join(f"{k}={a} (now {b})" for k, (a, b) in mismatch.items())

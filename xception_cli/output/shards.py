@@ -100,6 +100,10 @@ class ShardOutput:
         for info in sorted(infos, key=lambda i: i.path):
             if info.type != pafs.FileType.File or not self._ours(info.base_name):
                 continue
+            if _is_local(self.fs) and os.path.islink(info.path):  # never followed out of the folder
+                if warn is not None:
+                    warn(f"{shown(info.path)}: a link, not a shard; left as it is")
+                continue
             fmt = os.path.splitext(info.base_name)[1].lstrip(".")
             try:
                 with self.fs.open_input_stream(info.path) as f:

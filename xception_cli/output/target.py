@@ -61,6 +61,37 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def is_stream(path: str) -> bool:
+    """A name for an open stream (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``): written to
+    as it is, appending (``-o /dev/stdout >> log`` keeps the log), never staged or replaced."""
+    import re
+
+    p = os.path.normpath(os.fspath(path))
+    return p in ("/dev/stdout", "/dev/stderr") or p.startswith("/dev/fd/") or bool(
+        re.fullmatch(r"/proc/(self|thread-self|\d+)/fd/\d+", p))
+
+
+def is_direct(path: str) -> bool:
+    """Written to directly: a stream's name, or an existing named pipe, device or socket."""
+    if is_stream(path):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def open_direct(path: str, binary: bool = False):
+    """A direct target opened for appending (a pipe or a device does not mind; a file behind
+    ``/dev/stdout`` is not truncated)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except OSError as e:
+        raise OutputError(f"{shown(path)}: cannot write: {(e.strerror or str(e)).lower()}") from None
+    return os.fdopen(fd, "ab" if binary else "a", **({} if binary else {"encoding": "utf-8", "newline": ""}))
+
+
 def check_parent(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
@@ -172,6 +203,8 @@ class Publication:
         ``companion`` (a name derived from it: an IR's ``.bin``, metadata, a report) is never
         followed: a link found there is replaced, whatever it points to is left alone."""
         final = os.fspath(final)
+        if is_direct(final):
+            raise OutputError(f"{shown(final)}: not a regular file; {self.option} here needs a file name")
         if companion:
             final = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(final))), os.path.basename(final))
         else:
@@ -278,6 +311,14 @@ def _settle_modes(tmp: str, final: str, folder: bool, mask: int) -> None:
                 _fsync_path(os.path.join(root, f))
         return
     os.chmod(tmp, mode if mode is not None else 0o666 & ~mask)
+    if mode is not None:  # the earlier file's owner and group, where this user may give them
+        try:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        except OSError:
+            try:
+                os.chown(tmp, -1, st.st_gid)
+            except OSError:
+                pass
     _fsync_path(tmp)
 
 
@@ -308,7 +349,12 @@ def _move(tmp: str, final: str) -> None:
 
 
 def write_bytes(final: str, data: bytes, protected: Protected | None = None, option: str = "-o") -> None:
-    """One whole file, published (see ``Publication``)."""
+    """One whole file, published (see ``Publication``); a pipe or a device is written directly."""
+    if is_direct(final):
+        (protected or Protected()).check(final, option)
+        with open_direct(final, binary=True) as f:
+            f.write(data)
+        return
     with Publication(protected, option) as pub:
         with open(pub.stage(final), "wb") as f:
             f.write(data)
@@ -319,22 +365,30 @@ class publish_text:  # noqa: N801 - used as a context manager, like open()
     report) written whole; the earlier file is replaced only when the block succeeds."""
 
     def __init__(self, path: str, protected: Protected | None = None, option: str = "-o"):
-        self.pub = Publication(protected, option)
-        self.tmp = self.pub.stage(path)
+        self.path = path
+        self.pub = self.tmp = None
+        if is_direct(path):  # a pipe, a device, /dev/stdout: written as it goes
+            (protected or Protected()).check(path, option)
+        else:
+            self.pub = Publication(protected, option)
+            self.tmp = self.pub.stage(path)
         self.stream = None
 
     def __enter__(self):
-        self.stream = open(self.tmp, "w", encoding="utf-8", newline="")
+        self.stream = open(self.tmp, "w", encoding="utf-8", newline="") if self.pub else open_direct(self.path)
         return self.stream
 
     def __exit__(self, exc_type, exc, tb):
         try:
             self.stream.close()
-        except OSError:
+        except OSError as e:
+            exc_type, exc = exc_type or type(e), exc or e
+        if self.pub is not None:
             if exc_type is None:
+                self.pub.publish()
+            else:
                 self.pub.discard()
-                raise
-        if exc_type is None:
-            self.pub.publish()
-        else:
-            self.pub.discard()
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):  # a full disk, a quota
+            kept = "; the earlier file is as it was" if self.pub is not None else ""
+            raise OutputError(f"{shown(self.path)}: cannot write: {(exc.strerror or str(exc)).lower()}{kept}") from None
+        return False

@@ -151,13 +151,17 @@ def local_source(weights: str | os.PathLike | None) -> WeightsSource | None:
 
 def weights_files(weights: str | os.PathLike | None) -> list[str]:
     """The files a ``--weights`` value names without resolving anything (no download): the path
-    given, an IR's ``.bin``, or ``$XCEPTION_WEIGHTS`` for ``imagenet``. For refusing an ``-o``."""
+    given, an IR's ``.bin`` and metadata, or for ``imagenet`` ``$XCEPTION_WEIGHTS`` and the files
+    in the Keras cache. For refusing an ``-o``."""
     weights = normalize_weights(weights)
     if weights == RANDOM:
         return []
     if weights == IMAGENET:
-        return [os.environ[ENV_WEIGHTS]] if os.environ.get(ENV_WEIGHTS) else []
-    return [weights, os.fspath(Path(weights).with_suffix(".bin"))] if weights.endswith(".xml") else [weights]
+        cached = [os.fspath(keras_cache_dir() / spec.filename) for spec in (WEIGHTS_TOP, WEIGHTS_NOTOP)]
+        return ([os.environ[ENV_WEIGHTS]] if os.environ.get(ENV_WEIGHTS) else []) + cached
+    if weights.endswith(".xml"):  # an exported IR: its weights and its labels are files of it too
+        return [weights, os.fspath(Path(weights).with_suffix(".bin")), weights + ".meta.json"]
+    return [weights]
 
 
 def resolve_weights(
