@@ -366,6 +366,7 @@ class publish_text:  # noqa: N801 - used as a context manager, like open()
 
     def __init__(self, path: str, protected: Protected | None = None, option: str = "-o"):
         self.path = path
+        self.existed = os.path.lexists(path)
         self.pub = self.tmp = None
         if is_direct(path):  # a pipe, a device, /dev/stdout: written as it goes
             (protected or Protected()).check(path, option)
@@ -389,6 +390,6 @@ class publish_text:  # noqa: N801 - used as a context manager, like open()
             else:
                 self.pub.discard()
         if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):  # a full disk, a quota
-            kept = "; the earlier file is as it was" if self.pub is not None else ""
+            kept = "; the earlier file is as it was" if self.pub is not None and self.existed else ""
             raise OutputError(f"{shown(self.path)}: cannot write: {(exc.strerror or str(exc)).lower()}{kept}") from None
         return False
