@@ -119,6 +119,7 @@ class PredictOptions:
     ray: bool = False  # run on Ray Data (scale.RayExecutor); inputs may then be URIs
     ray_address: str | None = None
     actors: int | None = None
+    csv_safe: bool = False  # CSV only: formula-looking text cells written with a leading ' (records.CsvWriter)
 
     def __post_init__(self):
         if self.head is None:
@@ -133,6 +134,8 @@ class PredictOptions:
             raise OutputError("--resume needs -o FILE (the output of the earlier run)")
         if (self.ray_address or self.actors) and not self.ray:
             raise OutputError("--ray-address and --actors go with --ray")
+        if self.csv_safe and self.fmt != "csv":
+            raise OutputError("--csv-safe goes with CSV output (-f csv, or -o FILE.csv)")
 
     @property
     def shards(self) -> bool:
@@ -299,10 +302,10 @@ class PredictJob:
         writer = None
         try:
             if out is not None:
-                writer = out.writer(options=self._embed_options(), meta=self._array_meta()) if not o.shards \
-                    else out.writer(options=self._embed_options())
+                writer = out.writer(options=self._writer_options(), meta=self._array_meta()) if not o.shards \
+                    else out.writer(options=self._writer_options())
             elif o.fmt != "table":
-                writer = FORMATS[o.fmt].writer(self.stdout, options=self._embed_options())
+                writer = FORMATS[o.fmt].writer(self.stdout, options=self._writer_options())
         except BaseException:
             out is not None and out.abort()
             raise
@@ -388,6 +391,10 @@ class PredictJob:
             return None
         meta = self._array_meta()
         return {k: meta[k] for k in EMBED_OPTIONS if k in meta}
+
+    def _writer_options(self) -> dict | None:
+        """``_embed_options()`` as the writers get them: with --csv-safe (CSV only), ``csv_safe`` too."""
+        return {**(self._embed_options() or {}), "csv_safe": True} if self.o.csv_safe else self._embed_options()
 
     def _array_meta(self) -> dict:
         """What an embeddings file records about how it was made (worked out once)."""

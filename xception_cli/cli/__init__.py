@@ -15,7 +15,7 @@ import click  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from .benchmark import benchmark  # noqa: E402
-from .common import CONTEXT, FatalError, friendly_errors  # noqa: E402,F401
+from .common import CONTEXT, FatalError, friendly_errors, said  # noqa: E402,F401
 from .embed import embed  # noqa: E402
 from .export import export  # noqa: E402
 from .predict import predict  # noqa: E402
@@ -39,7 +39,7 @@ class OneLineErrors(click.Group):
         except click.UsageError as e:
             ctx = e.ctx
             where = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
-            click.echo(f"Error: {e.format_message()}{where}", err=True)
+            click.echo(f"Error: {said(e.format_message())}{where}", err=True)  # a name in it is data
             sys.exit(e.exit_code)
         except click.ClickException as e:
             e.show()

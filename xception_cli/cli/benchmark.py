@@ -13,7 +13,9 @@ from .common import (
     precision_option,
     report_output,
     runtime_option,
+    said,
     stderr_is_terminal,
+    warn,
     weights_option,
 )
 
@@ -83,7 +85,7 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
     from ..weights import weights_files
 
     fmt = pick_format(fmt, output, ("table", "json"), "json")
-    progress = (lambda msg: click.echo(msg, err=True)) if stderr_is_terminal() else None
+    progress = (lambda msg: click.echo(said(msg), err=True)) if stderr_is_terminal() else None
     with report_output(output, paths or (), [*weights_files(weights), *weights_files(compare_weights)]) as stream:
         result = run_benchmark(
             model=model, batch_sizes=batch_sizes, warmup=warmup, iterations=None if seconds else iterations,
@@ -92,7 +94,7 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
             log=progress, runtime=runtime, compare_weights=compare_weights,
         )
         for note in result.get("notes", ()):
-            click.echo(f"warning: {note}", err=True)
+            warn(note)
         if fmt == "json":
             import json
 
@@ -158,10 +160,10 @@ def render_tables(result: dict, console) -> None:
     if wc:
         parts = [f"batch {bs}: {x:.2f}x" for bs, x in wc["speedup_compare_vs_weights"].items()]
         console.print(
-            f"{wc['compare_weights']} ({wc['precision_run']['compare_weights']}) vs {wc['weights']} "
+            f"{said(wc['compare_weights'])} ({wc['precision_run']['compare_weights']}) vs {said(wc['weights'])} "
             f"({wc['precision_run']['weights']}): speed-up " + ", ".join(parts)
             + f"; top-1 agreement {wc['top1_agreement']:.0%} on {wc['agreement_inputs']}, "
-            f"max |Δp| {wc['max_abs_probability_difference']:.3g}", highlight=False)
+            f"max |Δp| {wc['max_abs_probability_difference']:.3g}", highlight=False, markup=False)
     for key, what in (("end_to_end", ""), ("end_to_end_compare_weights", " (compared weights)")):
         e2e = result.get(key)
         if not e2e:

@@ -18,9 +18,22 @@ DEBUG_ENV = "XCEPTION_DEBUG"
 
 
 class FatalError(click.ClickException):
-    """Weights, inputs or set-up errors: one line on stderr, exit code 2."""
+    """Weights, inputs or set-up errors: one line on stderr, exit code 2 (control characters from
+    a name in the message escaped: see ``said``)."""
 
     exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(said(message))
+
+
+def said(message: str) -> str:
+    """A message for a person, on one line: control characters that a file name (or any text
+    from outside) put in it are escaped (``\\x1b``, ``\\n``), so no name can move the cursor, set
+    the window title, clear the screen or fake a log line."""
+    from ..output.paths import shown
+
+    return shown(message)
 
 
 def friendly_errors(fn):
@@ -120,6 +133,9 @@ def stderr_is_terminal() -> bool:
 
 
 def warn(message: str, console=None) -> None:
+    """``warning: MESSAGE`` on stderr (above a progress bar's ``console``): the message as data —
+    never Rich markup, control characters escaped (``said``)."""
+    message = said(message)
     if console is not None:
         console.print("[yellow]warning:[/] " + _escape(message), markup=True, highlight=False)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..config import RESIZE_MODES
-from .common import CONTEXT, friendly_errors, stderr_is_terminal, weights_option
+from .common import CONTEXT, friendly_errors, said, stderr_is_terminal, weights_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -46,14 +46,14 @@ def export(fmt, output, weights, int8, calibrate, calibration_size, resize, out_
     from ..export import export as run_export
     from ..export import result_dict
 
-    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    log = lambda msg: click.echo(said(msg), err=True)  # noqa: E731
     result = run_export(fmt, output, weights=weights, int8=int8, calibrate=calibrate,
                         calibration_size=calibration_size, resize=resize, log=log)
     if out_fmt == "json":
         click.echo(json.dumps(result_dict(result), indent=2))
         return
     for f in result.files:
-        click.echo(f"wrote {f}")
+        click.echo(f"wrote {said(str(f))}")
     c = result.int8_check
     if c:
         click.echo(
@@ -61,4 +61,5 @@ def export(fmt, output, weights, int8, calibrate, calibration_size, resize, out_
             f"({c['top1_agreement']:.0%}), max |dp| {c['max_abs_probability_difference']:.3g}; "
             f"calibrated on {c['calibration_photos']} photos")
     if stderr_is_terminal():
-        click.echo(f"try it: xception predict PHOTOS --weights {result.path}" if fmt == "openvino" else "", err=True)
+        click.echo(f"try it: xception predict PHOTOS --weights {said(str(result.path))}" if fmt == "openvino" else "",
+                   err=True)

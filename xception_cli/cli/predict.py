@@ -15,6 +15,7 @@ from .common import (
     pipeline_options,
     ray_options,
     require_stdout,
+    said,
     stderr_is_terminal,
     warn,
 )
@@ -33,7 +34,7 @@ class RichUI:
         warn(message, self._console)
 
     def info(self, message: str) -> None:
-        click.echo(message, err=True)
+        click.echo(said(message), err=True)
 
     def download(self, done: int, total: int | None) -> None:
         if not self._announced:
@@ -129,10 +130,12 @@ class _Bar:
 @click.option("--resume", is_flag=True,
               help="With -o FILE (jsonl/csv): skip inputs already classified there, retry failures, append.")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
+@click.option("--csv-safe", is_flag=True,
+              help="CSV for spreadsheets: a text cell starting with = + - @ (a formula there) gets a leading '.")
 @ray_options
 @friendly_errors
 def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, precision, runtime, resume,
-            no_progress, use_ray, ray_address, actors):
+            no_progress, csv_safe, use_ray, ray_address, actors):
     """Classify images: files, folders (recursive), glob patterns, or '-' for paths on stdin.
 
     \b
@@ -151,7 +154,7 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
 
     sys.exit(run_job(input_list(inputs), fmt, output, resume, no_progress, head=Classify(top_k),
                      batch_size=batch_size, workers=workers, weights=weights, resize=resize, precision=precision,
-                     runtime=runtime, ray=use_ray, ray_address=ray_address, actors=actors))
+                     runtime=runtime, ray=use_ray, ray_address=ray_address, actors=actors, csv_safe=csv_safe))
 
 
 def run_job(inputs, fmt, output, resume, no_progress, head, **options) -> int:

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from ..output.paths import shown
 
 
 def console(stderr: bool = False, file=None) -> Console:
@@ -28,29 +31,32 @@ def table(
 ) -> Table:
     """A Rich table; ``columns`` as ``name`` or ``(name, justify)``; a rule after each row index in ``sections``.
 
-    Text columns keep their longest word whole unless ``fold_text_at``: then a longer word (a long
-    path) may fold over lines, so a narrow terminal keeps every column."""
+    Cells and footers are data, never Rich markup (a file named ``[conceal]a.jpg`` shows as named;
+    labels are user text too), with control characters escaped as ``output.paths.shown`` does, so
+    nothing in a name can drive the terminal. Text columns keep their longest word whole unless
+    ``fold_text_at``: then a longer word (a long path) may fold over lines, so a narrow terminal
+    keeps every column."""
     t = Table(title=title, caption=caption, show_footer=footer is not None, title_justify="left",
               caption_justify="left")
-    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    cells = [["" if v is None else shown(str(v)) for v in row] for row in rows]
     for i, col in enumerate(columns):
         name, justify = (col, "left") if isinstance(col, str) else col
-        foot = str(footer[i]) if footer is not None else ""
+        foot = shown(str(footer[i])) if footer is not None else ""
         words = [len(w) for text in (name, foot, *(r[i] for r in cells)) for w in text.split()]
         if justify == "right":
             # Numbers: the column is exactly as wide as its widest cell (and header, unless
             # ``wrap_headers``: then it may wrap at spaces), so Rich never cuts or wraps a number.
             width = max([max(words, default=1) if wrap_headers else len(name), len(foot),
                          *(len(r[i]) for r in cells)])
-            t.add_column(name, justify=justify, footer=foot, width=width)
+            t.add_column(name, justify=justify, footer=Text(foot), width=width)
         else:  # text (paths, labels) wraps when the terminal is narrow
             least = max(words, default=1)
             if fold_text_at is not None:
                 least = min(least, max(fold_text_at, len(name)))
-            t.add_column(name, justify=justify, footer=foot, min_width=least, overflow="fold")
+            t.add_column(name, justify=justify, footer=Text(foot), min_width=least, overflow="fold")
     cuts = set(sections)
     for i in range(len(cells)):
-        t.add_row(*cells[i], end_section=i in cuts)
+        t.add_row(*(Text(c) for c in cells[i]), end_section=i in cuts)
     return t
 
 

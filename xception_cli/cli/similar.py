@@ -71,8 +71,8 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
         bad_rows = np.flatnonzero(unusable(table.embeddings))
         if len(bad_rows):  # they would match nothing (or everything): left out, and said so
             names = ", ".join(shown(table.paths[i]) for i in bad_rows[:3]) + (", ..." if len(bad_rows) > 3 else "")
-            click.echo(f"warning: {embeddings_file}: {len(bad_rows)} stored embedding(s) are zero or not finite and "
-                       f"match nothing: {names}", err=True)
+            click.echo(f"warning: {shown(embeddings_file)}: {len(bad_rows)} stored embedding(s) are zero or not "
+                       f"finite and match nothing: {names}", err=True)
             dropped = set(bad_rows.tolist())
             keep = [i for i in range(len(table.paths)) if i not in dropped]
             table.paths, table.vectors = [table.paths[i] for i in keep], [table.vectors[i] for i in keep]

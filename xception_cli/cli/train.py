@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..config import RESIZE_MODES
-from .common import CONTEXT, friendly_errors, runtime_option, stderr_is_terminal, weights_option
+from .common import CONTEXT, friendly_errors, runtime_option, said, stderr_is_terminal, weights_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -47,7 +47,7 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
     o = TrainOptions(data_dir=data_dir, output=output, val_split=val_split, val_dir=val_dir, epochs=epochs,
                      fine_tune_epochs=fine_tune_epochs, unfreeze_from=unfreeze_from, batch_size=batch_size,
                      augment=augment, weights=weights, seed=seed, runtime=runtime, resize=resize)
-    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    log = lambda msg: click.echo(said(msg), err=True)  # noqa: E731
     bar = None
     if stderr_is_terminal():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -79,7 +79,8 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
             bar.stop()
     acc = report["final_val_accuracy"]
     t = report["timings_s"]
-    click.echo(f"wrote {report['model']} ({len(report['classes'])} classes: {', '.join(report['classes'])})", err=True)
+    click.echo(said(f"wrote {report['model']} ({len(report['classes'])} classes: {', '.join(report['classes'])})"),
+               err=True)  # folder names are class names: data
     click.echo(f"validation accuracy {acc:.1%}" if acc is not None else "no validation photos", err=True)
     click.echo(f"features {t['features']:.1f} s, head {t['head']:.1f} s"
                + (f", fine-tuning {t['fine_tune']:.1f} s" if t["fine_tune"] else "")

@@ -6,6 +6,12 @@ killed keeps every completed record. Every record carries its input's ``file_id`
 
 File names that are not valid UTF-8 are written as valid UTF-8: each undecodable byte appears as
 ``\\xNN`` in ``path`` (readable), and JSON records carry the exact bytes in ``path_base64``.
+
+CSV cells are the data as it is by default: the file is for programs, and ``path`` must read back
+exactly (``--resume``). A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return is a formula to a spreadsheet; ``CsvWriter(..., options={"csv_safe": True})`` (``predict
+--csv-safe``) writes such a text cell with a leading ``'`` (OWASP's advice), so a spreadsheet
+shows it as text. Records are still recognised by ``file_id`` when resuming.
 """
 
 from __future__ import annotations
@@ -55,6 +61,15 @@ def csv_rows(r) -> list[list]:
     return [[path, p.rank, p.index, p.wnid, p.label, _prob(p.probability), "", ident] for p in r.predictions]
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def csv_safe(row) -> list:
+    """``row`` with each text cell that a spreadsheet would read as a formula written with a
+    leading ``'`` (numbers are numbers: ``rank``, ``index`` and ``probability`` stay as they are)."""
+    return ["'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v for v in row]
+
+
 def csv_line(row) -> str:
     buf = io.StringIO()
     # The csv module quotes a field holding "\n" but not one holding a lone "\r" (with "\n" as line
@@ -90,16 +105,19 @@ class JsonlWriter(Writer):
 
 
 class CsvWriter(Writer):
+    """CSV rows; ``options={"csv_safe": True}``: formula-looking text cells made text (``csv_safe``)."""
+
     def __init__(self, stream, append=False, options=None):
         super().__init__(stream, append, options)
         self._header = not append
+        self._safe = csv_safe if (options or {}).get("csv_safe") else (lambda row: row)
 
     def _start(self) -> str:
         head, self._header = (CSV_HEADER + "\n" if self._header else ""), False
         return head
 
     def write(self, records):
-        self.stream.write(self._start() + "".join(csv_line(row) for r in records for row in csv_rows(r)))
+        self.stream.write(self._start() + "".join(csv_line(self._safe(row)) for r in records for row in csv_rows(r)))
         self.stream.flush()
 
     def close(self):
