@@ -121,7 +121,7 @@ def test_jsonl_embeddings_record_their_options(photos, weights_file, tmp_path):
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     from xception_cli.weights import md5sum
 
-    assert all(r["options"] == {"pooling": "avg", "normalize": True, "weights": str(weights_file),
+    assert all(r["options"] == {"pooling": "avg", "normalize": True, "weights": weights_file.name,
                                 "weights_md5": md5sum(weights_file), "resize": "center-crop",
                                 "precision": "float32"} for r in recs)
     assert load_embeddings(str(out)).meta["normalize"] is True  # similar embeds its queries the same way
@@ -210,8 +210,10 @@ def test_similar_never_writes_over_its_inputs(library, photos, weights_file, tmp
 
 def test_similar_uses_the_files_weights_and_says_when_queries_fail(library, photos, weights_file):
     (photos / "junk.jpg").write_bytes(b"junk")
+    r = CliRunner().invoke(cli, ["similar", str(photos / "cat.jpg"), "--embeddings", str(library)])
+    assert r.exit_code == 2 and "pass that file with --weights" in r.stderr  # never loaded because a file names it
     r = CliRunner().invoke(cli, ["similar", str(photos / "cat.jpg"), str(photos / "junk.jpg"), "--embeddings",
-                                 str(library), "-k", "1", "-f", "jsonl"])  # no --weights: the file's own
+                                 str(library), "-k", "1", "-f", "jsonl", "--weights", str(weights_file)])
     assert r.exit_code == 1 and "junk.jpg" in r.stderr
     (rec,) = [json.loads(line) for line in r.stdout.splitlines()]
     assert rec["neighbors"][0]["similarity"] == pytest.approx(1.0, abs=1e-5)
@@ -290,7 +292,8 @@ def test_a_folder_that_holds_no_embeddings_is_one_line(tmp_path):
 
 
 def test_similar_reads_query_paths_from_stdin(library, photos, weights_file):
-    r = CliRunner().invoke(cli, ["similar", "-", "--embeddings", str(library), "-k", "1", "-f", "jsonl"],
+    r = CliRunner().invoke(cli, ["similar", "-", "--embeddings", str(library), "-k", "1", "-f", "jsonl",
+                                 "--weights", str(weights_file)],
                            input=f"{photos / 'cat.jpg'}\n{photos / 'missing.jpg'}\n")
     assert r.exit_code == 1 and "missing.jpg" in r.stderr
     (rec,) = [json.loads(line) for line in r.stdout.splitlines()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 from dataclasses import dataclass, field
@@ -25,58 +26,170 @@ class Discovery:
 
     ``paths``: the files to classify; ``missing``: inputs that do not exist; ``ordered``: both, in
     the order the inputs were given (a missing input keeps its place); ``problems``: inputs that
-    gave nothing, as ``(input, reason)``.
+    gave nothing, as ``(input, reason)``; ``skipped``: links that lead out of the folder given,
+    not followed (see ``follow_links``).
     """
 
     paths: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     ordered: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def skipped_note(self) -> str | None:
+        """One line naming the links left out, or ``None``."""
+        return links_note(self.skipped)
 
 
-def walk_images(top: str) -> list[str]:
+def links_note(skipped: list[str], hint: str = "--follow-links follows them") -> str | None:
+    """One warning for the links not followed out of a folder (``None`` when there are none)."""
+    # one link met twice (two inputs, or through a link to its folder) is named once
+    skipped = list({(os.path.realpath(os.path.dirname(s)), os.path.basename(s)): s for s in reversed(skipped)}
+                   .values())[::-1]
+    if not skipped:
+        return None
+    named = ", ".join(f"{s} -> {_target(s)}" for s in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+    return f"skipped {len(skipped)} link(s) that lead out of the folder given: {named} ({hint})"
+
+
+def _target(link: str) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:
+        return "?"
+
+
+class Tree:
+    """One folder given (or a glob's fixed start): what lies in it, and which folders were seen.
+
+    A link whose target lies outside the folder is not followed unless ``follow_links`` (it is
+    added to ``skipped``); a folder is entered once, so links back to an ancestor cannot loop.
+    """
+
+    def __init__(self, top: str, follow_links: bool = False, skipped: list[str] | None = None):
+        self.root = os.path.realpath(top or os.curdir)
+        self.follow_links = follow_links
+        self.skipped = skipped if skipped is not None else []
+        self._seen: set[tuple[int, int]] = set()
+
+    def fresh(self) -> Tree:
+        """The same rule, no folder seen yet."""
+        return Tree(self.root, self.follow_links, self.skipped)
+
+    def allows(self, path: str, is_link: bool | None = None) -> bool:
+        """Whether ``path`` (met inside the tree) may be taken: not a link, or one that stays inside."""
+        if self.follow_links or not (os.path.islink(path) if is_link is None else is_link):
+            return True
+        target = os.path.realpath(path)
+        if target == self.root or target.startswith(self.root.rstrip(os.sep) + os.sep):
+            return True
+        self.skipped.append(path)
+        return False
+
+    def entries(self, d: str) -> list[os.DirEntry]:
+        """``d``'s entries, sorted by name; none when ``d`` was seen before or cannot be read."""
+        try:
+            st = os.stat(d or os.curdir)
+        except OSError:
+            return []
+        key = (st.st_dev, st.st_ino)
+        if key in self._seen:
+            return []
+        self._seen.add(key)
+        try:
+            with os.scandir(d or os.curdir) as it:
+                return sorted(it, key=lambda e: e.name)
+        except OSError:
+            return []
+
+    def below(self, d: str, files: bool) -> list[tuple[str, bool]]:
+        """``(path, is_folder)`` under ``d`` at any depth, sorted, hidden ones skipped: folders (and,
+        with ``files``, files), each folder entered once, links followed as the tree allows."""
+        out: list[tuple[str, bool]] = []
+        for e in self.entries(d):
+            path, is_dir = os.path.join(d, e.name), _is_dir(e)
+            if _hidden(e.name) or not (files or is_dir) or not self.allows(path, _is_link(e)):
+                continue
+            out.append((path, is_dir))
+            if is_dir:
+                out += self.below(path, files)
+        return out
+
+
+def _is_dir(e: os.DirEntry) -> bool:
+    try:
+        return e.is_dir()  # follows symlinks; False for a broken one
+    except OSError:
+        return False
+
+
+def _is_link(e: os.DirEntry) -> bool:
+    try:
+        return e.is_symlink()
+    except OSError:
+        return True  # asked again, by path
+
+
+def walk_images(top: str, follow_links: bool = False, skipped: list[str] | None = None,
+                root: str | None = None) -> list[str]:
     """Image files under ``top``, sorted, recursive; hidden files and folders skipped.
 
-    Symbolic links to folders are followed once: a link back to an ancestor cannot loop.
+    Links are followed once (a link back to an ancestor cannot loop), and only when they stay
+    inside ``root`` (``top`` unless given) or ``follow_links``; the others are added to ``skipped``.
+    Broken links stay (they get an error record).
     """
-    found: list[str] = []
-    seen_dirs: set[tuple[int, int]] = set()
+    tree = Tree(top if root is None else root, follow_links, skipped)
+    return [p for p, is_dir in tree.below(top, files=True) if not is_dir and is_image_name(p)]
 
-    def visit(d: str) -> None:
+
+def glob_start(pattern: str) -> tuple[str, list[str]]:
+    """A pattern's fixed start (the folders before its first wildcard; ``""``: the current folder)
+    and the components after it."""
+    parts = pattern.split(os.sep)
+    fixed = 0
+    while fixed < len(parts) - 1 and not glob.has_magic(parts[fixed]):
+        fixed += 1
+    return os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else ""), parts[fixed:]
+
+
+def glob_paths(pattern: str, follow_links: bool = False, skipped: list[str] | None = None) -> list[str]:
+    """What ``glob.glob(pattern, recursive=True)`` matches, sorted, with folder walking's rules: a
+    ``**`` enters each folder once (links to themselves cannot loop), and links out of the
+    pattern's fixed start are not followed unless ``follow_links``."""
+    start, rest = glob_start(pattern)
+    tree = Tree(start, follow_links, skipped)
+    paths = [start]
+    for i, part in enumerate(rest):
+        paths = [q for p in paths for q in _glob_step(tree, p, part, last=i == len(rest) - 1)]
+    return sorted({p for p in paths if p})
+
+
+def _glob_step(tree: Tree, p: str, part: str, last: bool) -> list[str]:
+    """The paths one pattern component gives from ``p`` (a folder, ``""`` for the current one)."""
+    if part == "**":
+        return [p, *(q for q, _ in tree.fresh().below(p, files=last))]
+    if part == "":  # a trailing separator: folders only
+        return [os.path.join(p, "")] if os.path.isdir(p or os.curdir) else []
+    if glob.has_magic(part):
         try:
-            st = os.stat(d)
+            with os.scandir(p or os.curdir) as it:
+                names = sorted(e.name for e in it)
         except OSError:
-            return
-        key = (st.st_dev, st.st_ino)
-        if key in seen_dirs:
-            return
-        seen_dirs.add(key)
-        try:
-            with os.scandir(d) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            return
-        for e in entries:
-            if _hidden(e.name):
-                continue
-            try:
-                is_dir = e.is_dir()  # follows symlinks; False for a broken one
-            except OSError:
-                is_dir = False
-            if is_dir:
-                visit(e.path)
-            elif is_image_name(e.name):
-                found.append(e.path)  # broken links stay: they get an error record
-
-    visit(top)
-    return found
+            return []
+        names = [n for n in names if fnmatch.fnmatch(n, part) and (not _hidden(n) or _hidden(part))]
+    else:
+        names = [part]
+    joined = [os.path.join(p, n) for n in names]
+    return [q for q in joined if os.path.lexists(q) and tree.allows(q) and (last or os.path.isdir(q))]
 
 
-def discover(inputs: list[str]) -> Discovery:
+def discover(inputs: list[str], follow_links: bool = False) -> Discovery:
     """Expand ``inputs`` in the order given; each expansion is sorted, duplicates dropped.
 
     A file named explicitly is kept whatever its extension (it gets an error record if it is not
-    an image); inside folders only image extensions are taken (case-insensitive).
+    an image); inside folders only image extensions are taken (case-insensitive). Links that lead
+    out of a folder given (or out of a glob's fixed start) are not followed unless
+    ``follow_links``: they are listed in ``skipped``.
     """
     out = Discovery()
     seen: set[str] = set()
@@ -90,7 +203,7 @@ def discover(inputs: list[str]) -> Discovery:
 
     for raw in inputs:
         if os.path.isdir(raw):
-            images = walk_images(raw)
+            images = walk_images(raw, follow_links, out.skipped)
             if not images:
                 out.problems.append((raw, "no images found in this folder"))
             for p in images:
@@ -98,12 +211,12 @@ def discover(inputs: list[str]) -> Discovery:
         elif os.path.lexists(raw):
             add(raw)
         elif _GLOB_CHARS & set(raw):
-            matches = sorted(glob.glob(raw, recursive=True))
+            matches = glob_paths(raw, follow_links, out.skipped)
             if not matches:
                 out.problems.append((raw, "the pattern matched no files"))
             for m in matches:
                 if os.path.isdir(m):
-                    for p in walk_images(m):
+                    for p in walk_images(m, follow_links, out.skipped, root=glob_start(raw)[0]):
                         add(p)
                 elif is_image_name(m):
                     add(m)

@@ -119,6 +119,7 @@ class PredictOptions:
     ray: bool = False  # run on Ray Data (scale.RayExecutor); inputs may then be URIs
     ray_address: str | None = None
     actors: int | None = None
+    follow_links: bool = False  # links out of a folder given (or a glob's start) are followed
     csv_safe: bool = False  # CSV only: formula-looking text cells written with a leading ' (records.CsvWriter)
 
     def __post_init__(self):
@@ -187,7 +188,9 @@ class PredictJob:
     def _inputs(self) -> list[tuple[str, object]]:
         """``(name, source)`` in input order; a missing input keeps its place as an ``ImageError``."""
         local = [x for x in self.o.inputs if not (self.o.ray and is_uri(x))]
-        found = discover(local) if local else discover([])
+        found = discover(local, self.o.follow_links)
+        if found.skipped_note():
+            self.ui.warn(found.skipped_note())
         for raw, why in found.problems:
             if found.paths or self.o.ray:
                 self.ui.warn(f"{shown(raw)}: {why}")
@@ -400,12 +403,12 @@ class PredictJob:
         """What an embeddings file records about how it was made (worked out once)."""
         if getattr(self, "_meta", None) is None:
             from . import __version__
-            from .weights import is_random, md5sum, normalize_weights, weights_identity, weights_resize
+            from .weights import is_random, md5sum, normalize_weights, weights_name, weights_resize
 
             w = normalize_weights(self.o.weights)
             self._meta = {"model": "xception", "pooling": getattr(self.o.head, "pooling", None),
                           "normalize": getattr(self.o.head, "normalize", False),
-                          "weights": weights_identity(self.o.weights),
+                          "weights": weights_name(self.o.weights),  # its name: where it lives is private
                           # the file's contents: the same file under another name is the same network,
                           # another file under the same name is not
                           "weights_md5": None if is_random(w) or w == "imagenet" or not os.path.isfile(w)

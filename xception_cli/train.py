@@ -51,6 +51,7 @@ class TrainOptions:
     seed: int = 0
     runtime: str | None = None
     resize: str | None = None  # None: what the base weights record, else center-crop
+    follow_links: bool = False  # links out of the data (and validation) folder are followed
 
 
 @dataclass
@@ -59,20 +60,26 @@ class Dataset:
     train: list[tuple[str, int]]
     val: list[tuple[str, int]]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # links out of the data folder, not followed
 
 
-def scan(folder: str) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names (sorted subfolders) and ``(path, class)`` items, images found recursively."""
-    from .discovery import walk_images
+def scan(folder: str, follow_links: bool = False, links: list[str] | None = None
+         ) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names (sorted subfolders) and ``(path, class)`` items, images found recursively; links
+    out of ``folder`` are not followed unless ``follow_links`` (they are added to ``links``)."""
+    from .discovery import Tree, walk_images
 
     root = Path(folder)
     if not root.is_dir():
         raise TrainError(f"{folder}: not a folder (expected one subfolder of photos per class)")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    tree = Tree(folder, follow_links, links)
+    classes = sorted(d.name for d in root.iterdir()
+                     if d.is_dir() and not d.name.startswith(".") and tree.allows(str(d)))
     if len(classes) < 2:
         raise TrainError(f"{folder}: {len(classes)} class folder(s); training needs at least 2 "
                          "(one subfolder of photos per class)")
-    items = [(p, i) for i, c in enumerate(classes) for p in walk_images(str(root / c))]
+    items = [(p, i) for i, c in enumerate(classes)
+             for p in walk_images(str(root / c), follow_links, tree.skipped, root=folder)]
     return classes, items
 
 
@@ -87,7 +94,8 @@ def _identity(path: str):
 def prepare(o: TrainOptions) -> Dataset:
     """Classes and a deterministic, stratified split (or ``--val-dir``); refuses a class with too
     few photos before any work."""
-    classes, items = scan(o.data_dir)
+    links: list[str] = []
+    classes, items = scan(o.data_dir, o.follow_links, links)
     counts = {c: sum(1 for _, y in items if y == i) for i, c in enumerate(classes)}
     need = MIN_PER_CLASS if o.val_dir is None else 1
     small = {c: n for c, n in counts.items() if n < need}
@@ -95,7 +103,7 @@ def prepare(o: TrainOptions) -> Dataset:
         listed = ", ".join(f"'{c}' ({n})" for c, n in small.items())
         raise TrainError(f"{o.data_dir}: too few photos in {listed}: each class needs at least {need}")
     if o.val_dir is not None:
-        val_classes, val_items = scan(o.val_dir)
+        val_classes, val_items = scan(o.val_dir, o.follow_links, links)
         unknown = sorted(set(val_classes) - set(classes))
         if unknown:
             raise TrainError(f"{o.val_dir}: classes not in {o.data_dir}: {', '.join(unknown)}")
@@ -105,7 +113,7 @@ def prepare(o: TrainOptions) -> Dataset:
             raise TrainError(f"{o.val_dir}: {len(shared)} of its photos are training photos too ({shared[0]}): "
                              "validate on other photos, or leave out --val-dir for a held-out split")
         index = {c: i for i, c in enumerate(classes)}
-        return Dataset(classes, items, [(p, index[val_classes[y]]) for p, y in val_items])
+        return Dataset(classes, items, [(p, index[val_classes[y]]) for p, y in val_items], links=links)
     if not 0 < o.val_split < 1:
         raise TrainError(f"--val-split must be between 0 and 1, got {o.val_split}")
     rng = np.random.default_rng(o.seed)
@@ -116,7 +124,7 @@ def prepare(o: TrainOptions) -> Dataset:
         n_val = min(len(mine) - 1, max(1, round(len(mine) * o.val_split)))
         val += [mine[j] for j in order[:n_val]]
         train += [mine[j] for j in order[n_val:]]
-    return Dataset(classes, train, val)
+    return Dataset(classes, train, val, links=links)
 
 
 def _augmented(path: str) -> list:
@@ -283,6 +291,7 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train; write ``o.output`` and ``o.output`` + ``.report.json``, published together; return
     the report."""
+    from .discovery import links_note
     from .output.target import Protected, Publication
     from .weights import describe, weights_files, weights_source
 
@@ -293,6 +302,8 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
     if o.epochs < 1:
         raise TrainError("--epochs must be at least 1")
     data = prepare(o)  # every check before any work
+    if links_note(data.links):
+        (log or (lambda msg: None))(f"warning: {links_note(data.links)}")
     source = weights_source(o.weights, include_top=True)
     if source.format not in ("random", "legacy-h5"):
         raise TrainError(f"{source.path}: train reads the official-format .h5 weights (or none), "
@@ -311,7 +322,7 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
 def _train(o: TrainOptions, data: Dataset, source, model_path: str, log, on_epoch) -> dict:
     """Features, the head, fine-tuning; the model written at ``model_path``; the report."""
     from .classifier import Embedder
-    from .weights import read_weights, weights_identity
+    from .weights import md5sum, read_weights, weights_name
 
     t0 = time.perf_counter()
     # The same file for the features and for the model written (its top, if any, is dropped).
@@ -347,7 +358,8 @@ def _train(o: TrainOptions, data: Dataset, source, model_path: str, log, on_epoc
         t_fine = time.perf_counter() - t2
     meta = {"input_size": config.IMAGENET_INPUT_SIZE, "resize": o.resize,
             "crop_pct": config.DEFAULT_PREPROCESS.crop_pct, "scale": "x / 127.5 - 1",
-            "base_weights": weights_identity(o.weights),
+            "base_weights": weights_name(o.weights),  # what identifies them, not where they live
+            "base_weights_md5": None if source.path is None else md5sum(source.path),
             "created_by": f"xception-cli {__version__}"}
     write_model(model_path, weights, data.classes, meta)
     # Final validation numbers, from the model as written (the same code path as predict).
@@ -362,7 +374,7 @@ def _train(o: TrainOptions, data: Dataset, source, model_path: str, log, on_epoc
         "confusion_matrix": final_val["confusion"],
         "timings_s": {"features": round(t_features, 3), "head": round(t_head, 3), "fine_tune": round(t_fine, 3),
                       "total": round(time.perf_counter() - t0, 3)},
-        "options": {k: v for k, v in vars(o).items()},
+        "options": {k: weights_name(v) if k == "weights" else v for k, v in vars(o).items()},
     }
 
 

@@ -74,12 +74,15 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
     percentiles; cold start (import, build, weights) and the first call (tracing) separately.
     """
     from ..benchmark import run_benchmark
-    from ..discovery import discover
+    from ..discovery import discover, links_note
     from ..weights import is_random
 
     paths = None
     if images:
-        paths = discover([images]).paths
+        found = discover([images])  # links out of the folder are not followed (as predict)
+        paths = found.paths
+        if found.skipped:
+            warn(links_note(found.skipped, hint="put the images themselves in the folder"))
         if not paths:
             raise FatalError(f"{images}: no images found")
     from ..weights import weights_files

@@ -148,9 +148,15 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+follow_links_option = click.option(
+    "--follow-links", is_flag=True,
+    help="Follow links that lead out of a folder given (or out of a glob's fixed start); by default they are "
+    "skipped, with a warning.")
+
+
 def pipeline_options(weights_accepted: str = "any"):
     """The options of every command that runs images through the network (predict, embed):
-    ``-b``, ``-j``, ``--weights``, ``--resize``, ``--precision``, ``--runtime``."""
+    ``-b``, ``-j``, ``--weights``, ``--resize``, ``--precision``, ``--runtime``, ``--follow-links``."""
     return lambda fn: _pipeline_options(fn, weights_accepted)
 
 
@@ -168,6 +174,7 @@ def _pipeline_options(fn, weights_accepted: str):
                      "squash: straight to 299x299 [default: what the weights file says, else center-crop]."),
         precision_option,
         runtime_option,
+        follow_links_option,
     ]):
         fn = option(fn)
     return fn

@@ -34,7 +34,7 @@ FORMATS = command_formats("embedding")
 @ray_options
 @friendly_errors
 def embed(inputs, output, fmt, pooling, normalize, batch_size, workers, weights, resize, precision, runtime,
-          resume, no_progress, use_ray, ray_address, actors):
+          resume, no_progress, use_ray, ray_address, actors, follow_links):
     """Feature vectors (Xception's pooled 2048 values) for files, folders, globs or '-' (stdin).
 
     \b
@@ -53,4 +53,5 @@ def embed(inputs, output, fmt, pooling, normalize, batch_size, workers, weights,
 
     sys.exit(run_job(input_list(inputs), fmt, output, resume, no_progress, head=Embed(pooling, normalize),
                      batch_size=batch_size, workers=workers, weights=weights, resize=resize, precision=precision,
-                     runtime=runtime, ray=use_ray, ray_address=ray_address, actors=actors))
+                     runtime=runtime, ray=use_ray, ray_address=ray_address, actors=actors,
+                     follow_links=follow_links))

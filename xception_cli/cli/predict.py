@@ -135,7 +135,7 @@ class _Bar:
 @ray_options
 @friendly_errors
 def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, precision, runtime, resume,
-            no_progress, csv_safe, use_ray, ray_address, actors):
+            no_progress, csv_safe, use_ray, ray_address, actors, follow_links):
     """Classify images: files, folders (recursive), glob patterns, or '-' for paths on stdin.
 
     \b
@@ -154,7 +154,8 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
 
     sys.exit(run_job(input_list(inputs), fmt, output, resume, no_progress, head=Classify(top_k),
                      batch_size=batch_size, workers=workers, weights=weights, resize=resize, precision=precision,
-                     runtime=runtime, ray=use_ray, ray_address=ray_address, actors=actors, csv_safe=csv_safe))
+                     runtime=runtime, ray=use_ray, ray_address=ray_address, actors=actors,
+                     follow_links=follow_links, csv_safe=csv_safe))
 
 
 def run_job(inputs, fmt, output, resume, no_progress, head, **options) -> int:

@@ -31,7 +31,9 @@ from .common import (
               help="table on a terminal, jsonl otherwise.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
 @click.option("--weights", default=None, metavar="imagenet|PATH|none",
-              help="Weights for embedding the queries [default: those the embeddings file records, else imagenet].")
+              help="Weights for embedding the queries: those the embeddings file was made with (a file is "
+              "checked against its recorded md5) [default: imagenet, when the file was made with them; a weights "
+              "file must be named].")
 @precision_option
 @runtime_option
 @friendly_errors
@@ -88,15 +90,12 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
             sections = []
         else:
             from ..classifier import Embedder
-            from ..weights import same_weights
+            from ..weights.recorded import weights_for
 
             meta = table.meta
-            recorded = meta.get("weights")
-            if weights is None:
-                weights = recorded or "imagenet"
-            elif recorded and not same_weights(recorded, weights):
-                click.echo(f"warning: {embeddings_file} was made with --weights {recorded}; the queries use {weights}, "
-                           "so their similarities are not comparable", err=True)
+            # only weights the user named (or imagenet): never a file because the embeddings file names it
+            weights, which = weights_for(meta, weights, shown(embeddings_file))
+            click.echo(f"embedding the queries with {shown(which)}", err=True)
             embedder = Embedder(weights=weights, pooling=meta.get("pooling") or "avg",
                                 normalize=bool(meta.get("normalize")), resize=meta.get("resize"),
                                 precision=precision, runtime=runtime)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from ..config import RESIZE_MODES
-from .common import CONTEXT, friendly_errors, runtime_option, said, stderr_is_terminal, weights_option
+from .common import (
+    CONTEXT,
+    follow_links_option,
+    friendly_errors,
+    runtime_option,
+    said,
+    stderr_is_terminal,
+    weights_option,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -27,9 +35,10 @@ from .common import CONTEXT, friendly_errors, runtime_option, said, stderr_is_te
               help="How photos are resized (recorded in the model) [default: what --weights says, else center-crop].")
 @weights_option(accepts="h5")
 @runtime_option
+@follow_links_option
 @friendly_errors
 def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfreeze_from, batch_size, augment, seed,
-          resize, weights, runtime):
+          resize, weights, runtime, follow_links):
     """Train on your own classes: DATA_DIR holds one subfolder of photos per class.
 
     \b
@@ -46,7 +55,8 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
 
     o = TrainOptions(data_dir=data_dir, output=output, val_split=val_split, val_dir=val_dir, epochs=epochs,
                      fine_tune_epochs=fine_tune_epochs, unfreeze_from=unfreeze_from, batch_size=batch_size,
-                     augment=augment, weights=weights, seed=seed, runtime=runtime, resize=resize)
+                     augment=augment, weights=weights, seed=seed, runtime=runtime, resize=resize,
+                     follow_links=follow_links)
     log = lambda msg: click.echo(said(msg), err=True)  # noqa: E731
     bar = None
     if stderr_is_terminal():

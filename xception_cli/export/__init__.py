@@ -76,7 +76,7 @@ def _metadata(fmt: str, source, precision: str, io: dict, extra: dict | None = N
         "model": "xception",
         "format": fmt,
         "created_by": f"xception-cli {__version__}",
-        "weights": {"file": None if source.path is None else str(source.path),
+        "weights": {"file": None if source.path is None else os.path.basename(source.path),  # not where it lives
                     "md5": None if source.path is None else md5sum(source.path),
                     "random": source.path is None},
         "precision": precision,
@@ -246,13 +246,18 @@ def _export_openvino(out, staged, weights_np, source, int8, calibrate, calibrati
     return ExportResult("openvino", str(out), files, meta, check, timings)
 
 
-def calibration_photos(folder: str) -> list[str]:
-    """The photos ``--calibrate`` names (an export never writes over one of them)."""
-    from ..discovery import discover
+def calibration_photos(folder: str, log: Callable[[str], None] | None = None) -> list[str]:
+    """The photos ``--calibrate`` names (an export never writes over one of them); links out of the
+    folder are not followed, as ``predict`` (``log`` is told which were skipped)."""
+    from ..discovery import discover, links_note
 
     if not os.path.isdir(folder):
         raise ExportError(f"{folder}: not a folder (--calibrate needs a folder of photos)")
-    return discover([folder]).paths
+    found = discover([folder])
+    note = links_note(found.skipped, hint="put the photos themselves in the folder")
+    if note and log:
+        log(f"warning: {note}")
+    return found.paths
 
 
 def calibration_set(folder: str, resize: str = "center-crop", workers: int | None = None,
@@ -262,7 +267,7 @@ def calibration_set(folder: str, resize: str = "center-crop", workers: int | Non
     from ..pipeline import Decoder
 
     log = log or (lambda msg: None)
-    paths = calibration_photos(folder)
+    paths = calibration_photos(folder, log)
     pixels, bad = [], 0
     with Decoder(((p, p) for p in paths), resize=resize, workers=workers) as decoder:
         for name, px, err, _ in decoder:

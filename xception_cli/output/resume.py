@@ -155,6 +155,8 @@ def check_same_options(where: str, earlier: dict | None, now: dict | None) -> No
     keys = [k for k in EMBED_OPTIONS if k in earlier and k in now]
     if "weights_md5" in keys and earlier["weights_md5"] and now["weights_md5"]:
         keys.remove("weights")  # one file under two names is one network; judged by its contents
+    elif "weights" in keys and isinstance(earlier["weights"], str):  # written before outputs named the file
+        earlier = {**earlier, "weights": earlier["weights"].rsplit("/", 1)[-1]}  # only: it held its path
     mismatch = {k: (earlier[k], now[k]) for k in keys if earlier[k] != now[k]}
     if "weights_md5" in mismatch:  # said as what it is
         a, b = mismatch.pop("weights_md5")

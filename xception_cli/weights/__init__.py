@@ -43,6 +43,7 @@ from .resolve import (
     same_weights,
     weights_files,
     weights_identity,
+    weights_name,
     weights_source,
 )
 from .values import check_values, random_weights
@@ -53,6 +54,6 @@ __all__ = [
     "check_layout", "check_values", "class_labels", "describe", "file_format", "is_random", "keras_cache_dir",
     "load_weights", "md5sum", "metadata_path", "normalize_weights", "preprocessing_record", "random_weights",
     "read_for_layout", "read_legacy_h5", "read_metadata", "read_weights", "resolve_weights", "same_weights",
-    "weighted_layers", "weights_classes", "weights_files", "weights_identity", "weights_info", "weights_resize",
-    "weights_source",
+    "weighted_layers", "weights_classes", "weights_files", "weights_identity", "weights_info", "weights_name",
+    "weights_resize", "weights_source",
 ]

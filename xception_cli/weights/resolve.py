@@ -111,6 +111,13 @@ def weights_identity(weights: str | os.PathLike | None) -> str:
     return w if w in (IMAGENET, RANDOM) else os.path.abspath(os.path.expanduser(w))
 
 
+def weights_name(weights: str | os.PathLike | None) -> str:
+    """What an output records as its weights: ``"imagenet"``, ``"none"`` or the file's name, never
+    where it lives (a shared output names no private folder); the file's md5 says which it is."""
+    w = normalize_weights(weights)
+    return w if w in (IMAGENET, RANDOM) else os.path.basename(os.path.normpath(os.path.expanduser(w)))
+
+
 def same_weights(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
     """Two ``--weights`` values naming the same weights (``imagenet``, ``none``, or one file by any
     spelling, links followed)."""
