@@ -3,7 +3,8 @@
 It joins the address given (or ``$RAY_ADDRESS``) or starts a local Ray of its own, plans the
 actors, runs the stages (``stages.build_dataset``) and yields each batch's records in input order;
 ``close()`` stops a Ray it started (even half-way, when Ctrl-C came during start-up), so nothing
-is left running. Everything else — inputs, output, resume, counting, writing — is the job's.
+is left running, then removes that Ray's private state folder (``cluster.PrivateRay``).
+Everything else — inputs, output, resume, counting, writing — is the job's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import sys
 from dataclasses import replace
 
 from ..errors import ImageError
-from .cluster import adopt_orphans, init_ray, kill_adopted_ray_processes, plan_actors, shutdown_quietly
+from .cluster import (
+    adopt_orphans,
+    init_ray,
+    kill_adopted_ray_processes,
+    plan_actors,
+    remove_private_ray,
+    shutdown_quietly,
+)
 from .stages import build_dataset, record_from_json
 
 
@@ -54,4 +62,7 @@ class RayExecutor:
         if not self._was_up and "ray" in sys.modules:
             shutdown_quietly(sys.modules["ray"])
         if self._own:
-            kill_adopted_ray_processes()
+            try:
+                kill_adopted_ray_processes()
+            finally:
+                remove_private_ray()  # once nothing of Ray is left to write there
