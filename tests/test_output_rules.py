@@ -311,7 +311,7 @@ def test_embeddings_resume_judges_the_weights_by_their_contents(weights_file, ph
     assert embed(photos / "rocket.jpg", tmp_path / "link.h5").exit_code == 0  # the same file by another name
     make_weights_file(w, [photos / "cat.jpg"], seed=3)  # another network under the same name
     r = embed(photos, w)
-    assert r.exit_code == 2 and "holds embeddings made with other options weights=" in r.stderr
+    assert r.exit_code == 2 and "holds results made with other options weights=" in r.stderr
     assert len(np.load(out)["paths"]) == 2
 
 
@@ -402,3 +402,46 @@ def test_wrong_way_round_resumes_say_what_the_file_holds(xc, photos, tmp_path):
     assert r.exit_code == 2 and "holds xception embed output (npz), which predict cannot continue" in r.stderr
     r = xc("predict", photos, "-o", f"{tmp_path}/nothing/")
     assert r.exit_code == 2 and "-o DIR/ writes Ray's shards (with --ray)" in r.stderr
+
+
+@pytest.mark.parametrize("change", [["--weights", "none"], ["--resize", "squash"], ["--precision", "bfloat16"]])
+def test_predict_resume_refuses_labels_made_otherwise(weights_file, photos, tmp_path, change):
+    out = tmp_path / "labels.jsonl"
+    base = ["predict", "-o", str(out), "--runtime", "tensorflow"]
+    assert CliRunner().invoke(cli, [*base, str(photos / "cat.jpg"), "--weights", str(weights_file)]).exit_code == 0
+    before = out.read_bytes()
+    args = [*base, str(photos), "--resume", "--weights", str(weights_file), *change]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and "holds results made with other options" in r.stderr and change[0][2:] in r.stderr
+    assert out.read_bytes() == before
+    r = CliRunner().invoke(cli, [*base, str(photos), "--resume", "--weights", str(weights_file)])
+    assert r.exit_code == 0 and "1 already classified" in r.stderr
+
+
+@pytest.mark.parametrize(("name", "sig"), [("t.jsonl", signal.SIGTERM), ("s.npz", signal.SIGHUP)])
+def test_terminated_like_ctrl_c_leaves_nothing(weights_file, photos, tmp_path, name, sig):
+    out = tmp_path / name
+    command = "predict" if name.endswith(".jsonl") else "embed"
+    p = xception(command, photos, "-o", out, "--weights", weights_file)
+    deadline = time.monotonic() + 120
+    while not glob.glob(str(tmp_path / f".{name}.xception-*")) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert not out.exists() and leftovers(tmp_path, name) == []
+
+
+def test_reports_take_their_format_by_the_same_rules(tmp_path):
+    for name in ("s.html", "s.jsonl"):
+        r = CliRunner().invoke(cli, ["summary", "-o", str(tmp_path / name)])
+        assert r.exit_code == 2 and not (tmp_path / name).exists()
+    assert "no output format is written as .html files" in CliRunner().invoke(
+        cli, ["summary", "-o", str(tmp_path / "s.html")]).stderr
+    assert "summary writes table (.txt), json (.json), csv (.csv), not jsonl" in CliRunner().invoke(
+        cli, ["summary", "-o", str(tmp_path / "s.jsonl")]).stderr
+    r = CliRunner().invoke(cli, ["summary", "-o", str(tmp_path / "s.txt")])
+    assert r.exit_code == 0 and "14 blocks" in (tmp_path / "s.txt").read_text()
+    r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(tmp_path / "none.npz"),
+                                 "-o", str(tmp_path / "dup.csv")])
+    assert r.exit_code == 2 and "similar writes table (.txt), jsonl (.jsonl), not csv" in r.stderr

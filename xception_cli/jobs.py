@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Protocol
 
 from .discovery import discover
@@ -24,7 +24,7 @@ from .errors import ImageError, OutputError, XceptionError
 from .output.files import RecordsOutput
 from .output.formats import FORMATS, choose_format
 from .output.paths import is_uri, shown
-from .output.records import EMBED_OPTIONS
+from .output.records import RUN_OPTIONS
 from .output.resume import Expect
 from .output.shards import ShardOutput, is_shard_target
 from .output.target import Protected
@@ -105,8 +105,7 @@ class QuietUI:
 class PredictOptions:
     inputs: list[str]
     top_k: int = 5
-    fmt: str | None = None  # None: from the output's extension (as the command does), else jsonl
-    fmt_explicit: bool = False
+    fmt: str | None = None  # asked for (-f); None: decided by output.formats.choose_format, once
     output: str | None = None
     batch_size: int = 8
     workers: int | None = None
@@ -119,22 +118,29 @@ class PredictOptions:
     ray: bool = False  # run on Ray Data (scale.RayExecutor); inputs may then be URIs
     ray_address: str | None = None
     actors: int | None = None
-    follow_links: bool = False  # links out of a folder given (or a glob's start) are followed
     csv_safe: bool = False  # CSV only: formula-looking text cells written with a leading ' (records.CsvWriter)
+    terminal: bool = False  # stdout is a terminal: the default format is the table
+    follow_links: bool = False  # follow links that lead out of a folder given (discovery)
+    fmt_explicit: bool = field(init=False, default=False)
 
     def __post_init__(self):
+        """Every check that needs no file read, before any work: what -o may not be, the format."""
         if self.head is None:
             from .heads import Classify
 
             self.head = Classify(self.top_k)
-        if self.fmt is None:
-            self.fmt = choose_format(None, self.output, self.head.key, shards=self.shards, resume=self.resume)
-        elif self.fmt not in FORMATS:
-            raise OutputError(f"unknown output format {self.fmt!r}: choose one of {', '.join(FORMATS)}")
         if self.resume and not self.output:
             raise OutputError("--resume needs -o FILE (the output of the earlier run)")
         if (self.ray_address or self.actors) and not self.ray:
             raise OutputError("--ray-address and --actors go with --ray")
+        if self.fmt is not None and self.fmt not in FORMATS:
+            raise OutputError(f"unknown output format {self.fmt!r}: choose one of {', '.join(FORMATS)}")
+        if self.output:  # named on the command line: refused before anything else is said about it
+            Protected([i for i in self.inputs if i != "-" and os.path.isfile(i)], weights_files(self.weights)).check(
+                self.output)
+        self.fmt_explicit = self.fmt is not None
+        self.fmt = choose_format(self.fmt, self.output, self.head.key, terminal=self.terminal, shards=self.shards,
+                                 resume=self.resume)
         if self.csv_safe and self.fmt != "csv":
             raise OutputError("--csv-safe goes with CSV output (-f csv, or -o FILE.csv)")
 
@@ -212,8 +218,8 @@ class PredictJob:
 
     def _expect(self) -> Expect:
         if self.o.head.key == "predictions":
-            return Expect("predictions", labels=self._labels_per_image())
-        return Expect("embedding", options=self._embed_options())
+            return Expect("predictions", labels=self._labels_per_image(), options=self._options())
+        return Expect("embedding", options=self._options())
 
     def _open_output(self, items):
         o = self.o
@@ -388,16 +394,15 @@ class PredictJob:
 
         return min(self.o.head.k, weights_classes(self.o.weights))
 
-    def _embed_options(self) -> dict | None:
-        """How embeddings are made (``EMBED_OPTIONS``); ``None`` when classifying."""
-        if self.o.head.key != "embedding":
-            return None
+    def _options(self) -> dict:
+        """How this run's results are made (``RUN_OPTIONS``): what --resume holds an earlier output to."""
         meta = self._array_meta()
-        return {k: meta[k] for k in EMBED_OPTIONS if k in meta}
+        return {k: meta[k] for k in RUN_OPTIONS if k in meta and (k not in ("pooling", "normalize")
+                                                                  or self.o.head.key == "embedding")}
 
-    def _writer_options(self) -> dict | None:
-        """``_embed_options()`` as the writers get them: with --csv-safe (CSV only), ``csv_safe`` too."""
-        return {**(self._embed_options() or {}), "csv_safe": True} if self.o.csv_safe else self._embed_options()
+    def _writer_options(self) -> dict:
+        """``_options()`` as the writers get them: with --csv-safe (CSV only), ``csv_safe`` too."""
+        return self._options() | ({"csv_safe": True} if self.o.csv_safe else {})
 
     def _array_meta(self) -> dict:
         """What an embeddings file records about how it was made (worked out once)."""

@@ -90,4 +90,11 @@ def main() -> None:
     if sys.stdout is None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         common.STDOUT_CLOSED = True
+    import signal
+
+    def stop(signum, frame):  # `kill`, `timeout`, a closed terminal: stopped as Ctrl-C stops a run (exit 130),
+        raise KeyboardInterrupt  # so whatever it was writing is left as Ctrl-C leaves it
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
     cli(prog_name="xception")

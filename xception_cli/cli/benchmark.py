@@ -87,9 +87,9 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
             raise FatalError(f"{images}: no images found")
     from ..weights import weights_files
 
-    fmt = pick_format(fmt, output, ("table", "json"), "json")
     progress = (lambda msg: click.echo(said(msg), err=True)) if stderr_is_terminal() else None
     with report_output(output, paths or (), [*weights_files(weights), *weights_files(compare_weights)]) as stream:
+        fmt = pick_format(fmt, output, ("table", "json"), "json", "benchmark")  # after the output is checked
         result = run_benchmark(
             model=model, batch_sizes=batch_sizes, warmup=warmup, iterations=None if seconds else iterations,
             seconds=seconds, precision=precision, compare_precision=compare_precision, mode=mode,

@@ -117,15 +117,12 @@ def output_options(formats):
     return decorator
 
 
-def pick_format(fmt: str | None, output: str | None, formats, machine_default: str) -> str:
-    from ..output.formats import format_of_path
+def pick_format(fmt: str | None, output: str | None, formats, machine_default: str, command: str) -> str:
+    """A report's format (``output.formats.choose_report_format``, with this terminal)."""
+    from ..output.formats import choose_report_format
 
-    if fmt:
-        return fmt
-    if output:
-        guessed = format_of_path(output)
-        return guessed if guessed in formats else machine_default
-    return "table" if sys.stdout.isatty() else machine_default
+    return choose_report_format(fmt, output, tuple(formats), default=machine_default, terminal=sys.stdout.isatty(),
+                                command=command)
 
 
 def stderr_is_terminal() -> bool:

@@ -161,24 +161,11 @@ def predict(inputs, top_k, fmt, output, batch_size, workers, weights, resize, pr
 def run_job(inputs, fmt, output, resume, no_progress, head, **options) -> int:
     """The job for ``predict`` and ``embed``: the format decided once, then ``jobs.PredictJob``."""
     from ..jobs import PredictJob, PredictOptions
-    from ..output.formats import choose_format
-    from ..output.shards import is_shard_target
     from .clock import STARTED
 
-    if output:  # refused before anything else is said about it: an input named on the command line, the weights
-        from ..output.target import Protected
-        from ..weights import weights_files
-
-        Protected([i for i in inputs if i != "-"], weights_files(options.get("weights"))).check(output)
-    shards = options.get("ray") and is_shard_target(output)
-    chosen = choose_format(fmt, output, head.key, terminal=sys.stdout.isatty(), shards=shards, resume=resume)
-    if resume and not output:
-        raise click.UsageError("--resume needs -o FILE (the output of the earlier run)")
-    if not options.get("ray") and (options.get("ray_address") or options.get("actors")):
-        raise click.UsageError("--ray-address and --actors go with --ray")
+    job_options = PredictOptions(inputs=inputs, fmt=fmt, output=output, resume=resume, head=head,
+                                 terminal=sys.stdout.isatty(), **options)  # every check and the format, once
     if not output:
         require_stdout()
-    job_options = PredictOptions(inputs=inputs, fmt=chosen, fmt_explicit=fmt is not None, output=output,
-                                 resume=resume, head=head, **options)
     ui = RichUI(show_progress=not no_progress and stderr_is_terminal())
     return PredictJob(job_options, ui, started=STARTED).run()

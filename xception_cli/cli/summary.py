@@ -32,7 +32,7 @@ def summary(fmt, output, layers, input_size, compare):
     from ..architecture import build_summary, compare_totals
     from .render import console
 
-    fmt = pick_format(fmt, output, ("table", "json", "csv"), "json")
+    fmt = pick_format(fmt, output, ("table", "json", "csv"), "json", "summary")
     s = build_summary(input_size)
     cmp = {compare: compare_totals(compare, input_size)} if compare else None
     with report_output(output) as stream:

@@ -54,6 +54,8 @@ class RecordsOutput:
         self._fd: int | None = None
         self._created = False
         self._pub: Publication | None = None
+        self._claim: Publication | None = None  # a new streaming file's name, claimed until begin() makes it
+        self.protected = protected or Protected()
         self._mode = "truncate"  # what begin() does: "truncate", "append" or "rewrite"
         self.stream: IO[str] | None = None
         if path.endswith("/"):
@@ -93,6 +95,10 @@ class RecordsOutput:
     # -- claiming and reading ---------------------------------------------------------------------
 
     def _open_locked(self) -> None:
+        if not os.path.lexists(self.path):  # a new file is made by begin(), when work starts: a run
+            self._claim = Publication(self.protected)  # that stops before leaves nothing; the name is
+            self._claim.stage(self.path)  # claimed now (a second writer fails at once)
+            return
         existed = os.path.exists(self.path)
         claim(self.path, lock_existing=False)  # no other writer staging this name
         try:
@@ -218,6 +224,8 @@ class RecordsOutput:
         if not self.regular:
             self.stream = open_direct(self.path)
             return self.stream
+        if self._fd is None:
+            self._create()
         if self._mode == "rewrite":
             self._rewrite(self._kept_text().encode("utf-8", "surrogateescape"))
         elif self._mode == "truncate":
@@ -225,6 +233,16 @@ class RecordsOutput:
         os.lseek(self._fd, 0, os.SEEK_END)
         self.stream = open(self._fd, "w", encoding="utf-8", newline="", closefd=False)
         return self.stream
+
+    def _create(self) -> None:
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            raise OutputError(f"{shown(self.path)}: cannot write: {(e.strerror or str(e)).lower()}") from None
+        self._created = True
+        lock_fd(self._fd, self.path)
+        self._claim.discard()
+        self._claim = None
 
     def _publish(self, data: bytes) -> None:
         if self._pub is None:  # a pipe or a device: just written
@@ -304,6 +322,9 @@ class RecordsOutput:
         self.close()
 
     def close(self) -> None:
+        if self._claim is not None:
+            self._claim.discard()
+            self._claim = None
         if self._pub is not None:
             self._pub.discard()
             self._pub = None

@@ -64,6 +64,31 @@ def formats_for(key: str, shards: bool = False) -> tuple[str, ...]:
     return tuple(f.name for f in FORMATS.values() if key in f.heads)
 
 
+def _by_extension(output: str, allowed) -> str | None:
+    """The format an ``-o`` name asks for; ``None`` without an extension (or for a device);
+    ``OutputError`` for an extension no format owns."""
+    chosen = format_of_path(output)
+    ext = os.path.splitext(output)[1]
+    if chosen is None and ext and not output.startswith("/dev/"):
+        raise OutputError(f"{shown(output)}: no output format is written as {ext} files: name it "
+                          + ", ".join(FORMATS[f].extensions[0] for f in allowed if not FORMATS[f].terminal)
+                          + " or give -f")
+    return chosen
+
+
+def choose_report_format(explicit: str | None, output: str | None, allowed: tuple[str, ...], *, default: str,
+                         terminal: bool, command: str) -> str:
+    """The format of a report (``summary``, ``benchmark``, ``similar``), by the same rules: ``-f``,
+    else ``-o``'s extension (the table may go to a ``.txt`` file), else the table on a terminal."""
+    chosen = explicit or (_by_extension(output, allowed) if output else None)
+    if chosen is None:
+        chosen = "table" if terminal and not output and "table" in allowed else default
+    if chosen not in allowed:
+        names = [f"{f} ({FORMATS[f].extensions[0]})" for f in allowed]
+        raise OutputError(f"{shown(output or '-')}: {command} writes {', '.join(names)}, not {chosen}")
+    return chosen
+
+
 def choose_format(explicit: str | None, output: str | None, key: str, *, terminal: bool = False,
                   shards: bool = False, resume: bool = False) -> str | None:
     """The format to write, decided once. ``explicit``: ``-f``; ``terminal``: stdout is one;
@@ -77,15 +102,10 @@ def choose_format(explicit: str | None, output: str | None, key: str, *, termina
     elif shards:
         chosen = "jsonl"
     elif output:
-        chosen = format_of_path(output)
-        ext = os.path.splitext(output)[1]
+        chosen = format_of_path(output) if resume else _by_extension(output, allowed)
         if chosen is None:
             if resume:
                 return None
-            if ext and not output.startswith("/dev/"):
-                raise OutputError(f"{shown(output)}: no output format is written as {ext} files: name it "
-                                  + ", ".join(FORMATS[f].extensions[0] for f in allowed if not FORMATS[f].terminal)
-                                  + " or give -f")
             chosen = "jsonl"
     else:
         chosen = "table" if terminal and "table" in allowed else "jsonl"

@@ -27,8 +27,9 @@ from .paths import display_path, file_id
 CSV_FIELDS = ("path", "rank", "index", "wnid", "label", "probability", "error", "file_id")
 CSV_HEADER = ",".join(CSV_FIELDS)
 CSV_HEADER_V0 = ",".join(CSV_FIELDS[:-1])  # files written before records carried file_id
-# What makes two embeddings comparable (weights_md5: the weights file's contents, when it is a file).
-EMBED_OPTIONS = ("pooling", "normalize", "weights", "weights_md5", "resize", "precision")
+# What makes two runs' records comparable (weights_md5: the weights file's contents, when it is a
+# file; pooling and normalize: embeddings only). JSON Lines and Parquet carry them; CSV cannot.
+RUN_OPTIONS = ("pooling", "normalize", "weights", "weights_md5", "resize", "precision")
 COMMAND = {"predictions": "predict", "embedding": "embed"}  # the command whose records carry each key
 
 
@@ -38,7 +39,7 @@ def _prob(p: float) -> float:
 
 def record_dict(r, options: dict | None = None) -> dict:
     """A record as JSON: ``path`` (+ ``path_base64``), ``file_id``, then the result or ``error``;
-    ``options``: how an embedding was made (on every vector's line, see ``EMBED_OPTIONS``)."""
+    ``options``: how the result was made (``RUN_OPTIONS``), on every result's line."""
     text, raw = display_path(r.path)
     d: dict = {"path": text}
     if raw is not None:
@@ -48,7 +49,7 @@ def record_dict(r, options: dict | None = None) -> dict:
     body.pop("path")
     for p in body.get("predictions", ()):
         p["probability"] = _prob(p["probability"])
-    if options and "embedding" in body:
+    if options and "error" not in body:
         d["options"] = options
     d.update(body)
     return d
@@ -135,7 +136,8 @@ class JsonWriter(Writer):
     def write(self, records):
         parts = []
         for r in records:
-            parts.append(("," if self.count else "[") + "\n  " + json.dumps(record_dict(r), ensure_ascii=False))
+            parts.append(("," if self.count else "[") + "\n  "
+                         + json.dumps(record_dict(r, self.options), ensure_ascii=False))
             self.count += 1
         self.stream.write("".join(parts))
         self.stream.flush()

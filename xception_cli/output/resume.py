@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..errors import OutputError
 from .paths import from_record, path_key
-from .records import COMMAND, CSV_FIELDS, CSV_HEADER, CSV_HEADER_V0, EMBED_OPTIONS, csv_line
+from .records import COMMAND, CSV_FIELDS, CSV_HEADER, CSV_HEADER_V0, RUN_OPTIONS, csv_line
 
 RECORD_START = '{"path": '  # how every JSON record of this tool begins
 
@@ -149,10 +149,10 @@ def _text_or_none(v) -> str | None:
 
 
 def check_same_options(where: str, earlier: dict | None, now: dict | None) -> None:
-    """``OutputError`` when an earlier output's embeddings were made with other options."""
+    """``OutputError`` when an earlier output was made with other options (``RUN_OPTIONS``)."""
     if not earlier or not now:
         return
-    keys = [k for k in EMBED_OPTIONS if k in earlier and k in now]
+    keys = [k for k in RUN_OPTIONS if k in earlier and k in now]
     if "weights_md5" in keys and earlier["weights_md5"] and now["weights_md5"]:
         keys.remove("weights")  # one file under two names is one network; judged by its contents
     elif "weights" in keys and isinstance(earlier["weights"], str):  # written before outputs named the file
@@ -162,7 +162,7 @@ def check_same_options(where: str, earlier: dict | None, now: dict | None) -> No
         a, b = mismatch.pop("weights_md5")
         mismatch["weights"] = (f"{earlier.get('weights')} (md5 {a})", f"{now.get('weights')}, md5 {b}")
     if mismatch:
-        raise OutputError(f"{where}: holds embeddings made with other options "
+        raise OutputError(f"{where}: holds results made with other options "
                           + ", ".join(f"{k}={a} (now {b})" for k, (a, b) in mismatch.items())
                           + ": resume with the same options, or choose another -o")
 
