@@ -306,7 +306,7 @@ def test_an_unexpected_error_is_one_line_and_exit_2(library, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(xception_cli.similar, "duplicates", boom)
+    monkeypatch.setattr(xception_cli.similar, "top_pairs", boom)
     r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(library)])
     assert r.exit_code == 2  # 1 would mean "some inputs failed"
     assert r.stderr.strip() == "Error: unexpected RuntimeError: boom (set XCEPTION_DEBUG=1 for details)"

@@ -14,10 +14,12 @@ import math
 import os
 import re
 import stat
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from .config import DEFAULT_PREPROCESS, RESIZE_MODES, PreprocessConfig
 from .errors import ImageError
@@ -29,6 +31,8 @@ _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
 }
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_WIDE_GRAY_MODES = _SIXTEEN_BIT_MODES | {"I", "F"}  # made 8-bit gray before anything else
+CHUNK_PIXELS = 1 << 20  # pixels a wide gray image is converted at a time (8 MiB of float64)
 
 
 def pixel_limit() -> int | None:
@@ -58,21 +62,48 @@ def open_image(path: str | os.PathLike | bytes, draft_to: int | None = None) -> 
     ``draft_to``: let libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale as long as both sides stay at
     least this many pixels (much faster on phone photos).
     """
-    try:
+    im = measured_image(path, draft_to)
+    with _image_errors():
+        im.load()  # first frame of animated or multi-page files: Image.open starts there
+    return im
+
+
+def measured_image(path: str | os.PathLike | bytes, draft_to: int | None = None) -> Image.Image:
+    """``open_image`` without decoding the pixels: the header read, the pixel and byte limits
+    checked (``decoded_bytes``), a JPEG's draft scale chosen."""
+    with _image_errors():
         if isinstance(path, (bytes, bytearray, memoryview)):
             if not len(path):
                 raise ImageError("empty file (0 bytes)")
             im = Image.open(io.BytesIO(path))
         else:
             im = Image.open(_checked_file(Path(path)))
-        limit = pixel_limit()
-        w, h = im.size
-        if limit and w * h > limit:
-            raise ImageError(f"{w}x{h} pixels exceeds the decompression-bomb limit of {limit:,} pixels")
-        if draft_to and im.format == "JPEG":
-            im.draft("RGB", (draft_to, draft_to))
-        im.load()  # first frame of animated or multi-page files: Image.open starts there
+        try:
+            _measure(im, draft_to)
+        except BaseException:
+            im.close()
+            raise
         return im
+
+
+def _measure(im: Image.Image, draft_to: int | None) -> None:
+    limit = pixel_limit()
+    w, h = im.size
+    if limit and w * h > limit:
+        raise ImageError(f"{w}x{h} pixels exceeds the decompression-bomb limit of {limit:,} pixels")
+    if draft_to and im.format == "JPEG":
+        im.draft("RGB", (draft_to, draft_to))
+    size, most = decoded_bytes(im), byte_limit()
+    if most and size > most:
+        raise ImageError(f"{im.size[0]}x{im.size[1]} {im.mode} pixels take {size / 2**20:,.0f} MiB decoded, over "
+                         f"the limit of {most / 2**20:,.0f} MiB (an RGB image at the pixel limit)")
+
+
+@contextmanager
+def _image_errors():
+    """Pillow's and the system's exceptions as one-line ``ImageError``s."""
+    try:
+        yield
     except ImageError:
         raise
     except FileNotFoundError:
@@ -94,6 +125,52 @@ def open_image(path: str | os.PathLike | bytes, draft_to: int | None = None) -> 
         raise ImageError(f"cannot decode image: {msg}") from None
 
 
+def decoded_bytes(im: Image.Image) -> int:
+    """What ``im``'s pixels take decoded, from its header: pixels x bands x bytes per sample."""
+    try:
+        mode = ImageMode.getmode(im.mode)
+        per_pixel = len(mode.bands) * max(1, int(mode.typestr[-1]))
+    except (KeyError, ValueError):
+        per_pixel = 4
+    return im.size[0] * im.size[1] * per_pixel
+
+
+def byte_limit() -> int | None:
+    """The most bytes an image may take decoded: an RGB image at Pillow's pixel limit (256 MiB by
+    default; none when the pixel limit is off)."""
+    limit = pixel_limit()
+    return 3 * limit if limit else None
+
+
+class ByteBudget:
+    """Bytes shared by the threads that decode: ``reserve(n)`` waits until ``n`` more fit (an image
+    larger than the whole budget waits until it is alone)."""
+
+    def __init__(self, total: int):
+        self.total, self.used = total, 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def reserve(self, n: int):
+        n = min(n, self.total)
+        with self._cond:
+            self._cond.wait_for(lambda: self.used + n <= self.total)
+            self.used += n
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= n
+                self._cond.notify_all()
+
+
+# All decoding threads of a process together: one image's working set is about 8 bytes a pixel
+# (Pillow keeps up to 4 bytes a pixel, and one converted copy), so 1 GiB is 8 12-megapixel PNGs
+# at once, or one 9400x9400 16-bit PNG at a time.
+DECODE_BUDGET = ByteBudget(1 << 30)
+WORKING_BYTES_PER_PIXEL = 8
+
+
 def _checked_file(p: Path) -> Path:
     if p.is_symlink() and not p.exists():
         raise ImageError("broken symbolic link")
@@ -112,14 +189,8 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int] = DEFAULT_PREPROCES
     mode = im.mode
     if mode == "RGB":
         return im
-    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        if mode in _SIXTEEN_BIT_MODES or (mode == "I" and arr.max(initial=0) > 255):
-            arr = arr / 257.0  # 16-bit range to 8-bit
-        elif mode == "F" and arr.max(initial=0) <= 1.0:
-            arr = arr * 255.0
-        gray = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
-        return gray.convert("RGB")
+    if mode in _WIDE_GRAY_MODES:
+        return to_gray8(im).convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
     if has_alpha:
         rgba = im.convert("RGBA")
@@ -127,6 +198,26 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int] = DEFAULT_PREPROCES
         canvas.alpha_composite(rgba)
         return canvas.convert("RGB")
     return im.convert("RGB")
+
+
+def to_gray8(im: Image.Image) -> Image.Image:
+    """A 16-bit, ``I`` or ``F`` image as 8-bit ``L``: 16-bit (and ``I`` above 255) scaled from
+    0-65535, ``F`` up to 1.0 from 0-1. Converted a band of rows at a time: the float64 working
+    copy is never larger than ``CHUNK_PIXELS``, whatever the image's size."""
+    w, h = im.size
+    step = max(1, CHUNK_PIXELS // max(1, w))
+    boxes = [(0, y, w, min(h, y + step)) for y in range(0, h, step)]
+    sixteen = im.mode in _SIXTEEN_BIT_MODES
+    top = 0 if sixteen else np.max([np.asarray(im.crop(box)).max(initial=0) for box in boxes] or [0])
+    out = np.empty((h, w), np.uint8)
+    for box in boxes:
+        arr = np.asarray(im.crop(box), dtype=np.float64)
+        if sixteen or (im.mode == "I" and top > 255):
+            arr = arr / 257.0  # 16-bit range to 8-bit
+        elif im.mode == "F" and top <= 1.0:
+            arr = arr * 255.0
+        out[box[1]:box[3]] = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    return Image.fromarray(out)
 
 
 def resize_image(
@@ -167,7 +258,10 @@ def load_image(
         return _prepare(array_to_image(source), size, resize, cfg)
     if isinstance(source, Image.Image):
         return _prepare(source, size, resize, cfg)
-    with open_image(source, draft_to=decode_size(size, resize, cfg)) as im:
+    im = measured_image(source, draft_to=decode_size(size, resize, cfg))
+    with im, DECODE_BUDGET.reserve(im.size[0] * im.size[1] * WORKING_BYTES_PER_PIXEL):
+        with _image_errors():
+            im.load()  # first frame of animated or multi-page files: Image.open starts there
         return _prepare(im, size, resize, cfg)
 
 
@@ -177,7 +271,10 @@ def _prepare(im: Image.Image, size: int, resize: str, cfg: PreprocessConfig) -> 
     except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the photo
         pass
     try:
-        im = resize_image(to_rgb(im, cfg.background), size, resize, cfg)
+        if im.mode in _WIDE_GRAY_MODES:  # resized as 8-bit gray, then made RGB: 1 byte a pixel, not 4
+            im = resize_image(to_gray8(im), size, resize, cfg).convert("RGB")
+        else:
+            im = resize_image(to_rgb(im, cfg.background), size, resize, cfg)
         return np.asarray(im, dtype=np.uint8)
     except (OSError, ValueError) as e:
         if isinstance(e, ValueError) and "resize must be" in str(e):

@@ -15,6 +15,7 @@ import numpy as np
 from .heads import normalize
 
 BLOCK = 4096  # rows compared at once: a BLOCK x N block of similarities at a time
+CANDIDATES = 1 << 22  # similarities looked at together when gathering duplicate pairs
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,45 @@ def nearest(queries: np.ndarray, database: np.ndarray, paths: list[str], k: int 
 
 def duplicates(database: np.ndarray, paths: list[str], threshold: float = 0.95) -> list[tuple[str, str, float]]:
     """Every pair ``(a, b, similarity)`` with cosine similarity >= ``threshold``, most similar first
-    (``a`` stored before ``b``)."""
+    (``a`` stored before ``b``; ties by path). Quadratic in memory for a folder of look-alikes:
+    ``top_pairs`` keeps only the most similar."""
+    return top_pairs(database, paths, threshold)[0]
+
+
+def top_pairs(database: np.ndarray, paths: list[str], threshold: float = 0.95,
+              max_pairs: int | None = None) -> tuple[list[tuple[str, str, float]], int]:
+    """``(pairs, found)``: the ``max_pairs`` most similar pairs at or above ``threshold`` (all when
+    ``None``), in ``duplicates``' order, and how many pairs there are in all. Candidates are
+    looked at a slice of rows at a time and only the best ``max_pairs`` are kept, so memory stays
+    bounded by ``max_pairs`` whatever the number of pairs (3,000 identical images make 4.5 M)."""
     if len(paths) != len(database):
         raise ValueError(f"{len(paths)} paths for {len(database)} stored vectors")
+    if max_pairs is not None and max_pairs < 1:
+        raise ValueError(f"max_pairs must be at least 1, got {max_pairs!r}")
     db = normalize(database)
-    pairs = []
+    rank = np.empty(len(paths), np.int64)  # ties are broken by path, as strings compare
+    rank[sorted(range(len(paths)), key=paths.__getitem__)] = np.arange(len(paths))
+    best = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    found = 0
+    step = max(1, CANDIDATES // max(1, len(db)))  # rows whose candidates are gathered at once
     for start in range(0, len(db), BLOCK):
         sims = db[start:start + BLOCK] @ db.T
-        # float32 rounding puts identical vectors at 0.9999996, not 1: a threshold counts within 1e-5
-        rows, cols = np.nonzero(sims >= threshold - 1e-5)
-        for r, c in zip(rows, cols):
-            i = start + int(r)
-            if int(c) > i:
-                pairs.append((paths[i], paths[int(c)], min(1.0, float(sims[r, c]))))
-    pairs.sort(key=lambda p: (-p[2], p[0], p[1]))
-    return pairs
+        for sub in range(0, len(sims), step):
+            # float32 rounding puts identical vectors at 0.9999996, not 1: a threshold counts within 1e-5
+            rows, cols = np.nonzero(sims[sub:sub + step] >= threshold - 1e-5)
+            rows = rows + start + sub
+            above = cols > rows
+            rows, cols = rows[above], cols[above]
+            found += len(rows)
+            values = np.minimum(sims[rows - start, cols], np.float32(1.0))
+            best = tuple(np.concatenate(pair) for pair in zip(best, (rows, cols, values)))
+            if max_pairs is not None and len(best[0]) > 2 * max_pairs:  # pruned now and then, not per slice
+                best = _best(*best, rank, max_pairs)
+    rows, cols, values = _best(*best, rank, max_pairs)
+    return [(paths[i], paths[j], float(v)) for i, j, v in zip(rows.tolist(), cols.tolist(), values.tolist())], found
+
+
+def _best(rows, cols, values, rank, max_pairs):
+    """The pairs in order (most similar, then by paths), the first ``max_pairs`` of them."""
+    order = np.lexsort((rank[cols], rank[rows], -values))[:max_pairs]
+    return rows[order], cols[order], values[order]

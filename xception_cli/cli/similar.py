@@ -27,6 +27,8 @@ from .common import (
 @click.option("--duplicates", is_flag=True, help="List pairs of stored images at least --threshold alike.")
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=0.95, show_default=True,
               help="Cosine similarity for --duplicates.")
+@click.option("--max-pairs", type=click.IntRange(1), default=100_000, show_default=True,
+              help="List at most N pairs with --duplicates: the most similar (more are counted on stderr, exit 1).")
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "jsonl"]), default=None,
               help="table on a terminal, jsonl otherwise.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
@@ -37,7 +39,8 @@ from .common import (
 @precision_option
 @runtime_option
 @friendly_errors
-def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output, weights, precision, runtime):
+def similar(queries, embeddings_file, top_k, duplicates, threshold, max_pairs, fmt, output, weights, precision,
+            runtime):
     """The stored images most like each QUERY (cosine similarity), or near-duplicate pairs.
 
     \b
@@ -56,8 +59,7 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
 
     from ..output import load_embeddings
     from ..output.paths import display_path, shown
-    from ..similar import duplicates as find_duplicates
-    from ..similar import nearest, unusable
+    from ..similar import nearest, top_pairs, unusable
 
     if queries:
         queries = input_list(queries)  # '-': paths from stdin
@@ -80,9 +82,13 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
             table.paths, table.vectors = [table.paths[i] for i in keep], [table.vectors[i] for i in keep]
         fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
         db = table.embeddings
-        bad = []
+        bad, capped = [], False
         if duplicates:
-            pairs = find_duplicates(db, table.paths, threshold)
+            pairs, found = top_pairs(db, table.paths, threshold, max_pairs)
+            capped = found > len(pairs)
+            if capped:
+                click.echo(f"warning: {shown(embeddings_file)}: {found:,} pairs at or above {threshold}; only the "
+                           f"{len(pairs):,} most similar are listed (--max-pairs {max_pairs:,})", err=True)
             records = [{"a": display_path(a)[0], "b": display_path(b)[0], "similarity": round(s, 6)}
                        for a, b, s in pairs]
             columns = ["Image", "Duplicate of", ("Similarity", "right")]
@@ -129,6 +135,6 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, fmt, output,
                 stream.write(f"no pairs at or above {threshold}\n" if duplicates else "")
             else:
                 console(file=stream).print(rich_table(columns, rows, sections=sections[:-1]))
-    if not duplicates and bad:
-        sys.exit(1)  # some queries could not be read (as predict: each said so on stderr)
+    if capped or (not duplicates and bad):
+        sys.exit(1)  # some queries could not be read, or pairs were left out (each said so on stderr)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +22,7 @@ from .paths import display_path, file_id, from_record
 from .records import COMMAND
 from .resume import Entry
 
+NPZ_EXPANSION, NPZ_FLOOR = 16, 64 << 20  # see npz_limit
 PARQUET_HINT = "the parquet format needs pyarrow: pip install 'xception-cli[parquet]'"
 
 
@@ -98,6 +101,7 @@ def read_npz(data: bytes, key: str, strict: bool = False) -> list[Entry]:
     """Entries of an npz file (``embed`` output only)."""
     if key != "embedding":
         raise ValueError("holds embed output (npz), not predict output")
+    check_npz_sizes(data)
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         meta = _meta(str(z["meta"])) if "meta" in z else {}
         emb = z["embeddings"]
@@ -110,6 +114,34 @@ def read_npz(data: bytes, key: str, strict: bool = False) -> list[Entry]:
         failed = list(zip(z["failed_paths"].tolist(), z["failed_errors"].tolist())) if "failed_paths" in z else []
     return [Entry(p, i, True, options=meta, vector=v) for p, i, v in zip(paths, ids, emb)] + \
         [Entry(p, None, False, options=meta, error=e) for p, e in failed]
+
+
+def check_npz_sizes(data: bytes) -> None:
+    """Refuse an npz whose members declare more than ``npz_limit`` bytes in all (zip ``file_size``
+    and each array's npy header: shape x item size), before any array is read."""
+    limit = npz_limit(len(data))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        members = zf.infolist()
+        stored = sum(info.file_size for info in members)
+        if stored > limit:
+            raise ValueError(f"its arrays unpack to {stored:,} bytes, over the limit of {limit:,} bytes "
+                             f"({NPZ_EXPANSION} times the file's size, at least {NPZ_FLOOR >> 20} MiB)")
+        for info in (i for i in members if i.filename.endswith(".npy")):
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = header(f)
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > info.file_size:
+                raise ValueError(f"its array {info.filename} declares {declared:,} bytes in a member of "
+                                 f"{info.file_size:,}")
+
+
+def npz_limit(size: int) -> int:
+    """The most bytes an npz of ``size`` bytes may unpack to: this tool writes npz uncompressed, and
+    embeddings compress little; a small file that unpacks to gigabytes is refused."""
+    return max(NPZ_FLOOR, NPZ_EXPANSION * size)
 
 
 def read_parquet(data: bytes, key: str, strict: bool = False) -> list[Entry]:

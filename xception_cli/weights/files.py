@@ -10,6 +10,7 @@ Every failure is a ``WeightsError`` with one line that names the file.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from .values import check_values
 # Keras 3 formats need Keras (the TensorFlow runtime).
 FORMATS = ("random", "legacy-h5", "keras-weights", "keras-archive", "openvino-ir")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# What a weights file's arrays may declare in all: Xception takes 88 MB in float32, 830 MB with a
+# classifier of 100,000 classes; a file declaring more is refused before anything is read.
+MAX_WEIGHTS_BYTES = 2 << 30
 
 
 def file_format(path: str | os.PathLike) -> str:
@@ -77,8 +81,7 @@ def check_layout(expected: list[tuple[str, list]], source_layers: list[tuple[str
 def read_for_layout(path: str | os.PathLike, layout: list[tuple[str, list]]) -> dict[str, list]:
     """Read a legacy .h5 checked against ``layout``; ``{our layer name: [arrays]}`` (no Keras needed)."""
     path = Path(path)
-    source = read_legacy_h5(path)
-    check_layout(layout, source, path)
+    source = read_legacy_h5(path, lambda datasets: layout)
     check_values(source, path)
     return {name: arrays for (name, _), (_, arrays) in zip(layout, source)}
 
@@ -89,26 +92,49 @@ def read_weights(path: str | os.PathLike, include_top: bool = True) -> dict[str,
     Without the top, a file *with* the top is accepted too (its classifier is dropped), so one
     weights file serves both ``predict`` and ``embed``.
     """
+    path = Path(path)
+    source = read_legacy_h5(path, lambda found: _layout_of(found, include_top))
+    check_values(source, path)
+    return {name: arrays for (name, _), (_, arrays) in zip(_layout_of(source, include_top), source)
+            if include_top or name != "predictions"}
+
+
+def _layout_of(source, include_top: bool) -> list[tuple[str, list]]:
+    """The layout a file's ``[(name, [arrays or datasets])]`` is checked against."""
     from ..model import weight_layout
 
-    path = Path(path)
-    source = read_legacy_h5(path)
     # The classifier's size comes from the file: 1000 for ImageNet, N for a model of your own.
     classes = source[-1][1][-1].shape[0] if source and len(source[-1][1]) == 2 else 1000
     layout = weight_layout(include_top, classes)
     if not include_top and len(source) == len(layout) + 1:
         layout = weight_layout(True, classes)
-    check_layout(layout, source, path)
-    check_values(source, path)
-    return {name: arrays for (name, _), (_, arrays) in zip(layout, source) if include_top or name != "predictions"}
+    return layout
+
+
+def check_declared(path, datasets) -> None:
+    """Refuse arrays that are not floating point, or that declare more than ``MAX_WEIGHTS_BYTES``
+    in all, from their shapes and types alone (nothing read yet)."""
+    total = 0
+    for d in datasets:
+        if d.dtype.kind != "f" or d.dtype.itemsize > 8:
+            raise WeightsError(f"{path}: not Xception weights: an array of type {d.dtype} (expected floating point)")
+        total += math.prod(int(n) for n in d.shape) * d.dtype.itemsize
+    if total > MAX_WEIGHTS_BYTES:
+        raise WeightsError(f"{path}: its arrays declare {total / 2**20:,.0f} MiB, over the limit of "
+                           f"{MAX_WEIGHTS_BYTES >> 20:,} MiB for a weights file")
 
 
 def _text(v) -> str:
     return v.decode("utf8") if isinstance(v, bytes) else str(v)
 
 
-def read_legacy_h5(path: Path) -> list[tuple[str, list]]:
-    """Read a Keras-2 HDF5 weights file: ``[(layer_name, [arrays in weight order])]``."""
+def read_legacy_h5(path: Path, layout_for=None) -> list[tuple[str, list]]:
+    """Read a Keras-2 HDF5 weights file: ``[(layer_name, [arrays in weight order])]``.
+
+    Nothing is read before it is measured: each dataset's shape and type (h5py gives them without
+    reading) are compared with ``layout_for(datasets)`` (``check_layout``; skipped when ``None``)
+    and with ``check_declared`` first.
+    """
     import h5py
 
     try:
@@ -116,17 +142,28 @@ def read_legacy_h5(path: Path) -> list[tuple[str, list]]:
             root = f["model_weights"] if "model_weights" in f else f
             if "layer_names" not in root.attrs:
                 raise WeightsError(f"{path}: an HDF5 file, but not Keras weights (no 'layer_names')")
-            out = []
+            found = []
             for name in (_text(n) for n in root.attrs["layer_names"]):
                 group = root[name]
                 names = [_text(n) for n in group.attrs.get("weight_names", [])]
                 if names:
-                    out.append((name, [group[n][()] for n in names]))
-            return out
+                    found.append((name, [_dataset(group[n], path) for n in names]))
+            if layout_for is not None:
+                check_layout(layout_for(found), found, path)
+            check_declared(path, [d for _, datasets in found for d in datasets])
+            return [(name, [d[()] for d in datasets]) for name, datasets in found]
     except WeightsError:
         raise
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, TypeError) as e:
         raise WeightsError(f"{path}: cannot read as a Keras HDF5 weights file ({str(e).splitlines()[0]})") from None
+
+
+def _dataset(obj, path):
+    import h5py
+
+    if not isinstance(obj, h5py.Dataset):
+        raise WeightsError(f"{path}: cannot read as a Keras HDF5 weights file (a weight that is not an array)")
+    return obj
 
 
 def classifier_size(path: str | os.PathLike) -> int | None:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from ..errors import WeightsError, one_line, whole_message
+from .archive import check_archive
 from .files import check_layout, file_format, read_weights, shapes_of
 from .values import check_values
 
@@ -49,8 +50,9 @@ def load_weights(model, path: str | os.PathLike) -> None:
     assign_by_order(model, list(read_weights(path, include_top=has_top).items()), path)
 
 
-def _keras3_arrays(path: Path) -> tuple[int, list[tuple[int, ...]]]:
-    """``(layers, sorted weight shapes)`` of a Keras 3 ``.weights.h5`` file, read without Keras."""
+def _keras3_arrays(source, path: Path) -> tuple[int, list[tuple[int, ...]]]:
+    """``(layers, sorted weight shapes)`` of a Keras 3 ``.weights.h5`` file (a path, or the file
+    inside a ``.keras`` archive), read without Keras: shapes only, no array data."""
     import h5py
 
     shapes, layers = [], set()
@@ -61,17 +63,16 @@ def _keras3_arrays(path: Path) -> tuple[int, list[tuple[int, ...]]]:
             layers.add(name.rsplit("/vars/", 1)[0])
 
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(source, "r") as f:
             f.visititems(visit)
     except (OSError, ValueError) as e:
         raise WeightsError(f"{path}: cannot read as a Keras weights file ({one_line(e)})") from None
     return len(layers), sorted(shapes)
 
 
-def _load_keras3_weights(model, path: Path) -> None:
-    import warnings
-
-    n_layers, shapes = _keras3_arrays(path)
+def _check_keras3_shapes(model, source, path: Path) -> None:
+    """The file's arrays have the model's shapes, compared before any of them is read."""
+    n_layers, shapes = _keras3_arrays(source, path)
     targets = weighted_layers(model)
     want = sorted(shapes_of(w for layer in targets for w in layer.weights))
     if shapes != want:
@@ -80,6 +81,12 @@ def _load_keras3_weights(model, path: Path) -> None:
             f"layers, the model needs {len(want)} in {len(targets)}"
             + (" (with/without the classifier top?)" if abs(n_layers - len(targets)) == 1 else "")
         )
+
+
+def _load_keras3_weights(model, path: Path) -> None:
+    import warnings
+
+    _check_keras3_shapes(model, path, path)
     try:
         # Keras warns once per layer it cannot match (150 lines for another architecture): the
         # one-line error below says it all.
@@ -96,6 +103,7 @@ def _load_keras_archive(model, path: Path) -> None:
 
     import keras
 
+    check_archive(model, path, lambda f: _check_keras3_shapes(model, f, path))  # before Keras builds a layer
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
