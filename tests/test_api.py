@@ -11,7 +11,7 @@ import pytest
 
 from xception_cli import Classifier, PredictJob, PredictOptions, nearest
 from xception_cli.errors import OutputError
-from xception_cli.jobs import QuietUI
+from xception_cli.ui import QuietUI
 
 
 def test_an_engine_follows_its_weights_file(weights_file, tmp_path):

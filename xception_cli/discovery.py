@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from .config import IMAGE_EXTENSIONS
 
+MISSING = "no such file or directory"  # an input that is not there: its error record says so
 _GLOB_CHARS = set("*?[")
 
 

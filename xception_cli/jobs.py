@@ -7,7 +7,7 @@ executor turns the inputs into batches of records: ``LocalExecutor`` (this proce
 threads and network) or, with ``options.ray``, ``scale.RayExecutor`` (Ray Data). Everything else —
 finding inputs, the output and ``--resume``, counting, warnings, writing, Ctrl-C and the closing
 line — is written once, here. What a person sees goes through ``ui`` (the command line implements
-it with Rich; a program can pass ``QuietUI`` or its own).
+it with Rich; a program can pass ``ui.QuietUI`` or its own).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO
 
-from .discovery import discover
+from .discovery import MISSING, discover
 from .errors import ImageError, OutputError, XceptionError
 from .output.files import RecordsOutput
 from .output.formats import FORMATS, choose_format
@@ -29,10 +29,10 @@ from .output.resume import Expect
 from .output.shards import ShardOutput, is_shard_target
 from .output.target import Protected
 from .pipeline import Record
+from .ui import UI, NoProgress
 from .weights import weights_files
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-MISSING = "no such file or directory"
 
 
 def caused_by_interrupt(e: BaseException) -> bool:
@@ -49,56 +49,6 @@ def caused_by_interrupt(e: BaseException) -> bool:
 
 class NoInputs(XceptionError):
     """Nothing to classify: every input is missing or empty."""
-
-
-class ProgressHandle(Protocol):
-    def advance(self, n: int, failed: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class UI(Protocol):
-    """What a person sees while a job runs (stderr on the command line)."""
-
-    def warn(self, message: str) -> None: ...
-
-    def info(self, message: str) -> None: ...
-
-    def download(self, done: int, total: int | None) -> None: ...
-
-    def progress(self, total: int, label: str = "classifying") -> ProgressHandle | None: ...
-
-    def table(self, records: list[Record], stream: IO[str]) -> None: ...
-
-
-class _NoProgress:
-    def advance(self, n, failed):
-        pass
-
-    def close(self):
-        pass
-
-
-class QuietUI:
-    """A UI that shows nothing (warnings are still kept in ``self.warnings``)."""
-
-    def __init__(self):
-        self.warnings: list[str] = []
-
-    def warn(self, message):
-        self.warnings.append(message)
-
-    def info(self, message):
-        pass
-
-    def download(self, done, total):
-        pass
-
-    def progress(self, total, label="classifying"):
-        return None
-
-    def table(self, records, stream):
-        raise XceptionError("the table format needs a UI that can draw tables")
 
 
 @dataclass
@@ -188,6 +138,7 @@ class PredictJob:
         self.stdout = stdout if stdout is not None else sys.stdout
         self.started = started if started is not None else time.perf_counter()
         self.kept: str | None = options.output  # where the results are when the run stops early
+        self._existed = False  # a whole file's earlier version was there
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -318,7 +269,7 @@ class PredictJob:
         except BaseException:
             out is not None and out.abort()
             raise
-        bar = self.ui.progress(len(items), o.head.doing) or _NoProgress()
+        bar = self.ui.progress(len(items), o.head.doing) or NoProgress()
         try:
             for batch in executor.batches():
                 for r in batch:
@@ -342,9 +293,11 @@ class PredictJob:
         finally:
             bar.close()
             whole = out is not None and not o.shards and not FORMATS[o.fmt].streaming
+            self._existed = whole and out.existed
             # A whole file (npz, parquet) stopped by Ctrl-C replaces an earlier one only when it
-            # continues it (--resume): otherwise the earlier, complete file is kept as it was.
-            if interrupted and whole and out.existed and not o.resume:
+            # continues it (--resume): otherwise the earlier, complete file is kept as it was; and
+            # a run stopped before anything was done writes nothing.
+            if interrupted and whole and ((out.existed and not o.resume) or not done):
                 self.kept = None
                 out.abort()
                 writer = None
@@ -352,7 +305,7 @@ class PredictJob:
         where = executor.where
         if write_error is not None:
             self.kept = o.output if not whole else None
-            self._closing_line(done - failed, failed, True, loaded_at, where)
+            self._closing_line(done - failed, failed, True, loaded_at, where, head="stopped: ")
             raise OutputError(self._write_error_message(write_error))
         if o.fmt == "table":
             self.ui.table(table_rows, self.stdout)
@@ -386,7 +339,8 @@ class PredictJob:
             return f"stdout: cannot write: {why}"
         if FORMATS[o.fmt].streaming or o.shards:
             return f"{shown(o.output)}: cannot write: {why}; the records written so far are kept (--resume continues)"
-        return f"{shown(o.output)}: cannot write: {why}; nothing was written (an earlier file is as it was)"
+        earlier = " (the earlier file is as it was)" if self._existed else ""
+        return f"{shown(o.output)}: cannot write: {why}; nothing was written{earlier}"
 
     def _labels_per_image(self) -> int:
         """``-k``, capped at the number of classes (a model from ``xception train`` has its own)."""
@@ -423,19 +377,20 @@ class PredictJob:
         return self._meta
 
     def _closing_line(self, done: int, failed: int, interrupted: bool, loaded_at: float | None,
-                      where: str = "") -> None:
+                      where: str = "", head: str = "interrupted: ") -> None:
         """``classified N, failed M in T s (L s loading, C s classifying at R images/s)``: T is the
         whole wait, from the start of the command; ``where``: e.g. ``on Ray (2 actor(s) on 2 node(s))``."""
         now = time.perf_counter()
         total = now - self.started
-        head = "interrupted: " if interrupted else ""
+        head = head if interrupted else ""
         if loaded_at is None:
             self.ui.info(f"{head}{self.o.head.done} 0 in {total:.1f} s (stopped while loading)")
             return
         kept = ""
         if interrupted and self.o.output:
             kept = f"; results so far are in {shown(self.o.output)}" if self.kept \
-                else f"; {shown(self.o.output)} is as it was"
+                else f"; {shown(self.o.output)} is as it was" if self._existed \
+                else f"; nothing was written to {shown(self.o.output)}"
         work = now - loaded_at
         rate = done / work if work > 0 else 0.0
         opening = f" {where[:-1]}; " if where else " ("

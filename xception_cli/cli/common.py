@@ -103,7 +103,7 @@ precision_option = click.option(
 )
 
 
-def output_options(formats):
+def output_options(formats, note: str = ""):
     """``-f/--format`` and ``-o/--output``, shared by every command that prints results."""
 
     def decorator(fn):
@@ -111,7 +111,7 @@ def output_options(formats):
                           help="Write to FILE instead of stdout (format from its extension unless -f).")(fn)
         fn = click.option("-f", "--format", "fmt", type=click.Choice(formats), default=None,
                           help=f"Output format [{'|'.join(formats)}]; default: table on a terminal, "
-                          f"{'jsonl' if 'jsonl' in formats else 'json'} otherwise.")(fn)
+                          f"{'jsonl' if 'jsonl' in formats else 'json'} otherwise.{note}")(fn)
         return fn
 
     return decorator

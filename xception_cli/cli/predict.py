@@ -125,7 +125,7 @@ class _Bar:
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
 @click.option("-k", "--top-k", type=click.IntRange(1, 1000), default=5, show_default=True,
               help="Number of labels per image.")
-@output_options(command_formats("predictions"))
+@output_options(command_formats("predictions"), note=" parquet: Ray's shards only (--ray -o DIR/).")
 @pipeline_options()
 @click.option("--resume", is_flag=True,
               help="With -o FILE (jsonl/csv): skip inputs already classified there, retry failures, append.")

@@ -11,6 +11,7 @@ from .common import (
     FatalError,
     friendly_errors,
     input_list,
+    pick_format,
     precision_option,
     report_output,
     runtime_option,
@@ -71,6 +72,7 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, max_pairs, f
 
     # the output is checked and claimed before any work, and published only when all went well
     with report_output(output, [embeddings_file, *queries], weights_files(weights)) as stream:
+        fmt = pick_format(fmt, output, ("table", "jsonl"), "jsonl", "similar")  # after the output is checked
         table = load_embeddings(embeddings_file)  # OutputError when it holds no embeddings
         bad_rows = np.flatnonzero(unusable(table.embeddings))
         if len(bad_rows):  # they would match nothing (or everything): left out, and said so
@@ -80,7 +82,6 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, max_pairs, f
             dropped = set(bad_rows.tolist())
             keep = [i for i in range(len(table.paths)) if i not in dropped]
             table.paths, table.vectors = [table.paths[i] for i in keep], [table.vectors[i] for i in keep]
-        fmt = fmt or ("table" if sys.stdout.isatty() and not output else "jsonl")
         db = table.embeddings
         bad, capped = [], False
         if duplicates:

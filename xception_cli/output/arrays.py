@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import OutputError
 from .paths import display_path, file_id, from_record
-from .records import COMMAND
+from .records import COMMAND, record_dict
 from .resume import Entry
 
 NPZ_EXPANSION, NPZ_FLOOR = 16, 64 << 20  # see npz_limit
@@ -182,6 +182,30 @@ def _meta(raw) -> dict:
         return {}
     meta = json.loads(raw)
     return meta if isinstance(meta, dict) else {}
+
+
+def records_parquet(records, options: dict | None = None) -> bytes:
+    """Records as Parquet (Ray's shards of either command): path, path_base64, file_id, error, and
+    predictions or embedding; the run's ``options`` in the schema's metadata."""
+    pa, pq = pyarrow()
+    recs = [record_dict(r) for r in records]
+    cols = {"path": pa.array([r["path"] for r in recs], pa.string()),
+            "path_base64": pa.array([r.get("path_base64") for r in recs], pa.string()),  # non-UTF-8 names
+            "file_id": pa.array([r["file_id"] for r in recs], pa.string()),
+            "error": pa.array([r.get("error") for r in recs], pa.string())}
+    if any(r.embedding is not None for r in records):
+        cols["embedding"] = pa.array([None if r.embedding is None else np.asarray(r.embedding, np.float32).tolist()
+                                      for r in records], pa.list_(pa.float32()))
+    else:
+        pred = pa.struct([("rank", pa.int32()), ("index", pa.int32()), ("wnid", pa.string()),
+                          ("label", pa.string()), ("probability", pa.float64())])
+        cols["predictions"] = pa.array([r.get("predictions") for r in recs], pa.list_(pred))
+    table = pa.table(cols)
+    if options:
+        table = table.replace_schema_metadata({"xception": json.dumps(options)})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
 
 
 class ArrayWriter:

@@ -31,11 +31,13 @@ from .target import (
     Publication,
     check_parent,
     claim,
+    fsync_path,
     hidden_prefix,
     is_stream,
     kind_of,
     lock_fd,
     open_direct,
+    writable_folder,
 )
 
 MAX_EARLIER = 4 << 30  # an earlier output read back for --resume: larger is refused, never read whole
@@ -194,13 +196,10 @@ class RecordsOutput:
                 self._check_folder_writable()
 
     def _check_folder_writable(self) -> None:
-        folder = os.path.dirname(os.path.realpath(self.path))
-        try:
-            with tempfile.TemporaryFile(dir=folder, prefix=".xception-probe-"):
-                pass
-        except OSError as e:
+        why = writable_folder(os.path.dirname(os.path.realpath(self.path)))
+        if why:
             raise OutputError(f"{shown(self.path)}: cannot resume: its failed or cut records must be dropped, and "
-                              f"its folder cannot be written ({(e.strerror or str(e)).lower()})") from None
+                              f"its folder cannot be written ({why})")
 
     def _kept_text(self) -> str:
         head = CSV_HEADER + "\n" if self.fmt == "csv" else ""
@@ -274,6 +273,7 @@ class RecordsOutput:
             except OSError:
                 pass
             os.replace(tmp, target)
+            fsync_path(folder)  # the new name on disk too
         except BaseException:
             os.close(fd)
             if os.path.exists(tmp):

@@ -8,20 +8,17 @@ the task's shards are never read or touched."""
 from __future__ import annotations
 
 import io
-import json
 import os
-import tempfile
 import time
 import uuid
 
-import numpy as np
-
 from ..errors import OutputError
+from .arrays import records_parquet
 from .formats import FORMATS
 from .paths import shown
-from .records import COMMAND, CSV_HEADER, record_dict, text_of
+from .records import COMMAND, CSV_HEADER, text_of
 from .resume import Done, Entry, Expect, settle
-from .target import Protected, write_bytes
+from .target import Protected, writable_folder, write_bytes
 
 SHARD_ROWS = 1000  # records per shard file
 SHARD_FORMATS = tuple(f.name for f in FORMATS.values() if f.shard_heads)
@@ -47,32 +44,6 @@ def _is_local(fs) -> bool:
     return isinstance(fs, pafs.LocalFileSystem)
 
 
-def _parquet_bytes(records, options: dict | None = None) -> bytes:
-    """Records as Parquet: path, path_base64, file_id, error, and predictions or embedding; an
-    embedding's ``options`` in the schema's metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    recs = [record_dict(r) for r in records]
-    cols = {"path": pa.array([r["path"] for r in recs], pa.string()),
-            "path_base64": pa.array([r.get("path_base64") for r in recs], pa.string()),  # non-UTF-8 names
-            "file_id": pa.array([r["file_id"] for r in recs], pa.string()),
-            "error": pa.array([r.get("error") for r in recs], pa.string())}
-    if any(r.embedding is not None for r in records):
-        cols["embedding"] = pa.array([None if r.embedding is None else np.asarray(r.embedding, np.float32).tolist()
-                                      for r in records], pa.list_(pa.float32()))
-    else:
-        pred = pa.struct([("rank", pa.int32()), ("index", pa.int32()), ("wnid", pa.string()),
-                          ("label", pa.string()), ("probability", pa.float64())])
-        cols["predictions"] = pa.array([r.get("predictions") for r in recs], pa.list_(pred))
-    table = pa.table(cols)
-    if options:
-        table = table.replace_schema_metadata({"xception": json.dumps(options)})
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
-
-
 class ShardOutput:
     """``-o DIR/`` or ``-o s3://bucket/prefix/`` with ``--ray``: checked, and what earlier runs of
     this task recorded there read back, before any work."""
@@ -83,7 +54,9 @@ class ShardOutput:
         self.task = COMMAND[expect.key]
         self.fs, self.base = _fs(uri)
         if _is_local(self.fs):
-            _check_writable_folder(self.base)
+            why = writable_folder(self.base, make=True)
+            if why:
+                raise OutputError(f"{shown(self.base)}: cannot write shards there ({why})")
         self.done = Done(bases=() if "://" in uri else (self.base, os.path.dirname(self.base)))
         self._read_earlier(warn)
 
@@ -179,20 +152,9 @@ class ShardWriter:
     def _flush(self, records) -> None:
         fmt = self.out.fmt
         if fmt == "parquet":
-            data = _parquet_bytes(records, self.options)
+            data = records_parquet(records, self.options)
         else:
             data = text_of(records, FORMATS[fmt].writer, self.options).encode("utf-8", "surrogateescape")
         name = f"{self.prefix}-{self.count:05d}{FORMATS[fmt].extensions[0]}"
         self.out._put(f"{self.out.base}/{name}", data)
         self.count += 1
-
-
-def _check_writable_folder(folder: str) -> None:
-    """Shards can be written into ``folder`` (made if missing): found out before any work, with a
-    new file of a private name (never a fixed name someone could have planted a link at)."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder, prefix=".xception-probe-"):
-            pass
-    except OSError as e:
-        raise OutputError(f"{shown(folder)}: cannot write shards there ({e.strerror})") from None

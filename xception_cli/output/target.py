@@ -92,6 +92,19 @@ def open_direct(path: str, binary: bool = False):
     return os.fdopen(fd, "ab" if binary else "a", **({} if binary else {"encoding": "utf-8", "newline": ""}))
 
 
+def writable_folder(folder: str, make: bool = False) -> str | None:
+    """Why nothing can be written in ``folder`` (made first when ``make``), or ``None``: found out
+    with a new file of a private name (never a fixed name someone could have planted a link at)."""
+    try:
+        if make:
+            os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".xception-probe-"):
+            pass
+    except OSError as e:
+        return (e.strerror or str(e)).lower()
+    return None
+
+
 def check_parent(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
@@ -268,7 +281,7 @@ class Publication:
             for tmp, final, _ in self._staged:
                 _move(tmp, final)
             for parent in {os.path.dirname(f) for _, f, _ in self._staged}:
-                _fsync_path(parent)
+                fsync_path(parent)
         finally:
             if old is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)
@@ -308,7 +321,7 @@ def _settle_modes(tmp: str, final: str, folder: bool, mask: int) -> None:
                 os.chmod(os.path.join(root, d), 0o777 & ~mask)
             for f in files:
                 os.chmod(os.path.join(root, f), 0o666 & ~mask)
-                _fsync_path(os.path.join(root, f))
+                fsync_path(os.path.join(root, f))
         return
     os.chmod(tmp, mode if mode is not None else 0o666 & ~mask)
     if mode is not None:  # the earlier file's owner and group, where this user may give them
@@ -319,10 +332,10 @@ def _settle_modes(tmp: str, final: str, folder: bool, mask: int) -> None:
                 os.chown(tmp, -1, st.st_gid)
             except OSError:
                 pass
-    _fsync_path(tmp)
+    fsync_path(tmp)
 
 
-def _fsync_path(path: str) -> None:
+def fsync_path(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:

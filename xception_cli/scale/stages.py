@@ -10,10 +10,10 @@ import sys
 import numpy as np
 
 from ..config import DEFAULT_PREPROCESS
+from ..discovery import MISSING
 from ..errors import ImageError
 from .uris import is_uri, read_bytes
 
-MISSING = "no such file or directory"
 DECODE_CPUS = 0.5  # a decoding task's share of a CPU; every node keeps this much free for them
 
 
