@@ -118,6 +118,7 @@ class PrivateRay:
         self.folder, self.keep = folder, keep
         self.temp_dir = os.path.join(folder, "ray")
         self.saved = {k: os.environ.get(k) for k in self.SETTINGS}
+        self.applied: dict = {}  # what start() set: put back only where nobody changed it since
         self._undo: list = []
 
     @classmethod
@@ -147,6 +148,7 @@ class PrivateRay:
         os.environ.pop("RAY_AUTH_TOKEN", None)  # it would come before the file
         os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=token, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                           RAY_USAGE_STATS_ENABLED="0")
+        own.applied = {k: os.environ.get(k) for k in cls.SETTINGS}
         return own
 
     def init_arguments(self, ray) -> dict:
@@ -180,6 +182,8 @@ class PrivateRay:
         if PrivateRay.current is self:
             PrivateRay.current = None
         for k, v in self.saved.items():
+            if os.environ.get(k) != self.applied.get(k):
+                continue  # set by someone else since: theirs
             if v is None:
                 os.environ.pop(k, None)
             else:
