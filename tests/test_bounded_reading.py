@@ -231,3 +231,19 @@ def test_duplicates_under_the_cap_exit_0_and_help_states_the_default(tmp_path):
     assert code == 0 and len(out.splitlines()) == 45 and not error_lines(err)
     code, _, out, _ = run(tmp_path, "similar", "--help")
     assert code == 0 and "--max-pairs" in out and "default: 100000" in out
+
+
+def test_a_small_parquet_that_unpacks_to_gigabytes_is_refused_before_it_is_read(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bomb = tmp_path / "bomb.parquet"
+    rows = 300_000  # the same 2048-value vector, compressed to almost nothing
+    vector = pa.array([[0.5] * 2048], pa.list_(pa.float32(), 2048))
+    table = pa.table({"path": pa.array(["a.jpg"] * rows), "embedding": pa.concat_arrays([vector] * rows),
+                      "error": pa.nulls(rows, pa.string())})
+    pq.write_table(table, bomb, compression="zstd", row_group_size=rows)
+    assert bomb.stat().st_size < 20 << 20
+    code, peak, _, err = run(tmp_path, "similar", "--duplicates", "--embeddings", str(bomb))
+    assert code == 2 and "unpack to" in err and "over the limit" in err
+    assert peak < 500  # MiB: it holds 2.4 GB

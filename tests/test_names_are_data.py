@@ -158,3 +158,11 @@ def test_csv_is_exact_by_default_and_csv_safe_writes_formulas_as_text_that_resum
 def test_csv_safe_goes_with_csv_only(run, samples, tmp_path):
     r = run(samples[0], "-f", "jsonl", "--csv-safe")
     assert r.exit_code == 2 and "--csv-safe goes with CSV output" in r.stderr
+
+
+def test_invisible_characters_that_reorder_a_name_are_shown_escaped(tmp_path, weights_file):
+    bad = tmp_path / "bidi\u202egpj.exe.jpg"
+    bad.write_bytes(b"not an image")
+    r = CliRunner().invoke(cli, ["predict", str(bad), str(bad), "-f", "jsonl", "--weights", str(weights_file)])
+    assert "\u202e" not in r.stderr and "bidi\\u202egpj.exe.jpg" in r.stderr
+    assert json.loads(r.stdout.splitlines()[0])["path"] == str(bad)  # the record keeps the exact name

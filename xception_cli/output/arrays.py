@@ -144,12 +144,33 @@ def npz_limit(size: int) -> int:
     return max(NPZ_FLOOR, NPZ_EXPANSION * size)
 
 
+VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
+
+
+def parquet_declared(footer) -> int:
+    """The bytes a Parquet file's columns take once read, from its footer alone: its values times
+    their size (dictionary-encoded repeats count in full), its text columns as stored."""
+    total = 0
+    for i in range(footer.num_row_groups):
+        group = footer.row_group(i)
+        for j in range(group.num_columns):
+            column = group.column(j)
+            size = VALUE_BYTES.get(column.physical_type)
+            total += column.num_values * size if size else column.total_uncompressed_size
+    return total
+
+
 def read_parquet(data: bytes, key: str, strict: bool = False) -> list[Entry]:
     """Entries of a Parquet file: embeddings (``embed -o x.parquet``) or a Ray shard of either
     command's records; ``strict`` (a shard): only this tool's columns."""
     pa, pq = pyarrow()
     # use_threads=False: pyarrow 26's threaded read can abort the interpreter at exit
     # ("terminate called without an active exception", exit 134) about one run in three.
+    declared = parquet_declared(pq.ParquetFile(io.BytesIO(data)).metadata)
+    limit = npz_limit(len(data))  # measured from its footer before any column is read
+    if declared > limit:
+        raise ValueError(f"its columns unpack to {declared:,} bytes, over the limit of {limit:,} bytes "
+                         f"({NPZ_EXPANSION} times the file's size, at least {NPZ_FLOOR >> 20} MiB)")
     table = pq.read_table(io.BytesIO(data), use_threads=False)
     names = table.column_names
     other = "predictions" if key == "embedding" else "embedding"

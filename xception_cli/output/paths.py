@@ -18,7 +18,9 @@ import os
 import re
 from collections.abc import Iterable
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters, and the invisible format characters that reorder or hide text (bidi
+# overrides and isolates, zero-width characters, the BOM): escaped wherever a name is shown.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def display_path(path: str) -> tuple[str, str | None]:
