@@ -59,6 +59,16 @@ def presized(tmp_path_factory, samples) -> Path:
 
 
 @pytest.fixture
+def photos(tmp_path, samples) -> Path:
+    """The sample photos copied into ``tmp_path/imgs`` (a folder a test may change)."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for p in samples:
+        (d / p.name).write_bytes(p.read_bytes())
+    return d
+
+
+@pytest.fixture
 def image_dir(tmp_path, samples) -> Path:
     """A small folder of real photos (copies of the samples)."""
     d = tmp_path / "photos"

@@ -22,15 +22,6 @@ pytest.importorskip("pyarrow")
 
 
 @pytest.fixture
-def photos(tmp_path, samples):
-    d = tmp_path / "imgs"
-    d.mkdir()
-    for p in samples:
-        shutil.copy(p, d / p.name)
-    return d
-
-
-@pytest.fixture
 def xc(weights_file):
     def invoke(command, *args):
         return CliRunner().invoke(cli, [command, *map(str, args), "--weights", str(weights_file)])

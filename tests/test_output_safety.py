@@ -28,15 +28,6 @@ def run(weights_file):
     return invoke
 
 
-@pytest.fixture
-def photos(tmp_path, samples):
-    d = tmp_path / "imgs"
-    d.mkdir()
-    for p in samples:
-        shutil.copy(p, d / p.name)
-    return d
-
-
 def jsonl(text):
     return [json.loads(line) for line in text.splitlines()]
 
