@@ -150,6 +150,19 @@ def test_16_bit_images_are_converted_in_bounded_memory(tmp_path):
     assert peak < 1500, f"peak {peak:.0f} MiB"
 
 
+def test_a_big_image_with_transparency_is_composited_in_bounded_memory(tmp_path):
+    """A 190 KB 9400x9400 gray+alpha PNG peaked at 2.0 GB (four full-size RGBA copies to composite)."""
+    from PIL import Image
+
+    la = tmp_path / "la.png"
+    Image.new("LA", (9400, 9400), (120, 200)).save(la)
+    assert la.stat().st_size < 300_000
+    code, peak, out, err = run(tmp_path, "predict", str(la), "--weights", "none", "-f", "jsonl")
+    assert code == 0, err
+    assert json.loads(out)["path"] == str(la)
+    assert peak < 1300, f"peak {peak:.0f} MiB"
+
+
 def test_an_image_over_the_byte_limit_is_an_error_record(tmp_path):
     """8300x8300 RGBA is under the pixel limit, over its bytes (an RGB image at the limit)."""
     wide = png(tmp_path / "wide.png", 8300, 8300, depth=8, color=6, pixels=False)

@@ -192,11 +192,16 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int] = DEFAULT_PREPROCES
     if mode in _WIDE_GRAY_MODES:
         return to_gray8(im).convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    if has_alpha:
-        rgba = im.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (*background, 255))
-        canvas.alpha_composite(rgba)
-        return canvas.convert("RGB")
+    if has_alpha:  # composited a band of rows at a time: never a full-size RGBA copy or two
+        w, h = im.size
+        step = max(1, CHUNK_PIXELS // max(1, w))
+        out = Image.new("RGB", im.size)
+        for y in range(0, h, step):
+            rgba = im.crop((0, y, w, min(h, y + step))).convert("RGBA")
+            canvas = Image.new("RGBA", rgba.size, (*background, 255))
+            canvas.alpha_composite(rgba)
+            out.paste(canvas.convert("RGB"), (0, y))
+        return out
     return im.convert("RGB")
 
 
@@ -267,7 +272,8 @@ def load_image(
 
 def _prepare(im: Image.Image, size: int, resize: str, cfg: PreprocessConfig) -> np.ndarray:
     try:
-        im = ImageOps.exif_transpose(im) or im
+        if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation: only then a turned copy (Pillow copies always)
+            im = ImageOps.exif_transpose(im) or im
     except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the photo
         pass
     try:
