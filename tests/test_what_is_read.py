@@ -137,6 +137,14 @@ def test_similar_uses_the_weights_given_and_says_which(library, image_dir):
     assert f"embedding the queries with bomb.h5 (md5 {md5sum(bomb)})" in r.stderr
 
 
+def test_similar_finds_the_recorded_weights_the_usual_way(library, image_dir, monkeypatch):
+    out, bomb = library
+    monkeypatch.setenv("XCEPTION_WEIGHTS", str(bomb))  # the same file, named where weights are looked for
+    r = run("similar", next(image_dir.glob("*.jpg")), "--embeddings", out, "-f", "jsonl", "-k", "1")
+    assert r.exit_code == 0, r.output
+    assert f"embedding the queries with bomb.h5 (md5 {md5sum(bomb)})" in r.stderr
+
+
 def test_similar_refuses_weights_whose_md5_differs(library, image_dir, tmp_path):
     out, bomb = library
     other = tmp_path / "bomb.h5"  # the same name, another file

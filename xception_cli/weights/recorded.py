@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import WeightsError
-from .resolve import IMAGENET, RANDOM, md5sum, normalize_weights, weights_name
+from .resolve import ENV_WEIGHTS, IMAGENET, RANDOM, md5sum, normalize_weights, weights_name
 
 
 def recorded_weights(meta: dict) -> tuple[str | None, str | None]:
@@ -34,7 +34,8 @@ def weights_for(meta: dict, given: str | None, where: str) -> tuple[str, str]:
     say which they are: ``(weights, description)``.
 
     ``given``: ``--weights`` (``None`` when not given). Without it, the file's own weights are used
-    only when they are ``imagenet`` (found the usual way) or ``none``; a weights file must be named.
+    only when they are ``imagenet`` or ``none``, or the file ``$XCEPTION_WEIGHTS`` names when its
+    md5 is the one recorded (found the usual way); any other weights file must be named.
     A given file whose md5 differs from the one recorded, or other weights than those recorded, are
     refused (``WeightsError``): the similarities would compare two different networks.
     """
@@ -42,6 +43,9 @@ def weights_for(meta: dict, given: str | None, where: str) -> tuple[str, str]:
     if given is None:
         if name is None or name in (IMAGENET, RANDOM):
             return (name or IMAGENET), describe_weights(name or IMAGENET)
+        found = os.environ.get(ENV_WEIGHTS)  # the usual way a weights file is found: $XCEPTION_WEIGHTS
+        if md5 and found and os.path.isfile(found) and md5sum(found) == md5:
+            return found, describe_weights(weights_name(found), md5)
         raise WeightsError(f"{where} was made with the weights file {describe_weights(weights_name(name), md5)}: "
                            "similar loads only weights you name, so pass that file with --weights PATH")
     w = normalize_weights(given)
