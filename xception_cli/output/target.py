@@ -23,6 +23,7 @@ import signal
 import stat
 import tempfile
 from collections.abc import Iterable
+from contextlib import contextmanager
 
 from ..errors import OutputError
 from .paths import same_file_as_any, shown
@@ -122,6 +123,20 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def signals_held():
+    """Ctrl-C, SIGTERM and SIGHUP held off for a few system calls (delivered right after)."""
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    except (ValueError, OSError):  # not the main thread's business here, or no such call
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def lock_fd(fd: int, path: str) -> None:
@@ -256,13 +271,15 @@ class Publication:
         if fd is not None:
             self._locks.append(fd)
         parent, name = os.path.split(final)
-        try:
-            self._dir = tempfile.mkdtemp(prefix=hidden_prefix(name) + STAGING_TAG[1:], dir=parent)
-            lock = os.open(os.path.join(self._dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            self.discard()
-            raise OutputError(f"{shown(final)}: cannot write: {(e.strerror or str(e)).lower()}") from None
-        self._locks.append(lock)
+        with signals_held():  # a Ctrl-C comes after the folder is known (and removed), never half-way
+            try:
+                self._dir = tempfile.mkdtemp(prefix=hidden_prefix(name) + STAGING_TAG[1:], dir=parent)
+                lock = os.open(os.path.join(self._dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                               0o600)
+            except OSError as e:
+                self.discard()
+                raise OutputError(f"{shown(final)}: cannot write: {(e.strerror or str(e)).lower()}") from None
+            self._locks.append(lock)
         lock_fd(lock, final)
 
     def publish(self) -> list[str]:
@@ -272,20 +289,14 @@ class Publication:
             if not os.path.lexists(tmp):
                 raise OutputError(f"{shown(final)}: nothing was written")
             _settle_modes(tmp, final, folder, mask)
-        blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        try:
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-        except (ValueError, OSError):
-            old = None
-        try:
-            for tmp, final, _ in self._staged:
-                _move(tmp, final)
-            for parent in {os.path.dirname(f) for _, f, _ in self._staged}:
-                fsync_path(parent)
-        finally:
-            if old is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
-            self.discard()
+        with signals_held():
+            try:
+                for tmp, final, _ in self._staged:
+                    _move(tmp, final)
+                for parent in {os.path.dirname(f) for _, f, _ in self._staged}:
+                    fsync_path(parent)
+            finally:
+                self.discard()
         return [final for _, final, _ in self._staged]
 
     def discard(self) -> None:
