@@ -58,21 +58,19 @@ def presized(tmp_path_factory, samples) -> Path:
     return d
 
 
+def copies_of(samples, folder: Path) -> Path:
+    """The sample photos copied into a new ``folder`` (one a test may change)."""
+    folder.mkdir()
+    for p in samples:
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder
+
+
 @pytest.fixture
 def photos(tmp_path, samples) -> Path:
-    """The sample photos copied into ``tmp_path/imgs`` (a folder a test may change)."""
-    d = tmp_path / "imgs"
-    d.mkdir()
-    for p in samples:
-        (d / p.name).write_bytes(p.read_bytes())
-    return d
+    return copies_of(samples, tmp_path / "imgs")
 
 
 @pytest.fixture
 def image_dir(tmp_path, samples) -> Path:
-    """A small folder of real photos (copies of the samples)."""
-    d = tmp_path / "photos"
-    d.mkdir()
-    for p in samples:
-        (d / p.name).write_bytes(p.read_bytes())
-    return d
+    return copies_of(samples, tmp_path / "photos")
