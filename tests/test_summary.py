@@ -3,6 +3,9 @@
 import csv
 import io
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -108,14 +111,61 @@ def test_compare_inception_v3():
     assert round(c["macs"] / 1e9, 2) == 5.71
 
 
-def test_summary_reuses_the_shared_model(engine):
-    from xception_cli import engine as E
+def test_summary_needs_neither_tensorflow_nor_keras():
+    """Every view of `summary` (but --compare) runs without importing TensorFlow or Keras."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from xception_cli.cli import cli\n"
+        "for args in (['-f', 'json'], ['-f', 'table'], ['--layers', '-f', 'csv'], ['--input-size', '71']):\n"
+        "    r = CliRunner().invoke(cli, ['summary', *args])\n"
+        "    assert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in ('tensorflow', 'keras', 'scipy', 'nncf') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
 
-    assert engine.model is not None  # the predict engine, built in this process
-    before = dict(E._ENGINES)
-    model = E.architecture(299)
-    assert any(e._model is model for e in before.values()), "an already built model is reused"
-    assert E._ENGINES.keys() == before.keys(), "no new model was built"
-    small = E.architecture(128)
-    assert summarize(small).blocks[0].output_shape == [61, 61, 64]
-    assert E.architecture(128) is small
+
+def _layer_rows(infos, names: bool = True):
+    return [((i.name,) if names else ()) + (i.type, i.output_shape, i.params, i.trainable_params, i.macs)
+            for i in infos]
+
+
+@pytest.mark.parametrize("size, include_top", [(299, True), (150, False)])
+def test_propagation_equals_our_keras_realisation(size, include_top):
+    """The shapes, parameters and MACs propagated from xception_graph are those of the Keras model
+    built from the same graph, layer by layer and block by block (Keras counts its own weights)."""
+    from xception_cli.architecture import build_summary, propagate
+    from xception_cli.model import build_xception
+
+    model = build_xception(include_top=include_top, input_shape=(size, size, 3), initialize=False)
+    keras_summary = summarize(model)
+    assert _layer_rows(propagate(size, include_top)) == _layer_rows(keras_summary.layers)
+    ours = build_summary(size)
+    assert ours.to_dict(with_layers=True) == keras_summary.to_dict(with_layers=True)
+
+
+def test_propagation_equals_keras_applications(reference_model):
+    """keras.applications.Xception (the oracle) has the same layers in the same order: types,
+    output shapes, weights and MACs (it names the residual convolutions conv2d, conv2d_1, ...)."""
+    from xception_cli.architecture import layer_infos, propagate
+
+    ref = layer_infos(reference_model)
+    ours = propagate(299)
+    assert _layer_rows(ours, names=False) == _layer_rows(ref, names=False)
+    unnamed = re.compile(r"(input_layer|conv2d|batch_normalization|add)(_\d+)?")  # Keras' default names
+    assert [a.name for a, b in zip(ours, ref) if a.name != b.name and not unnamed.fullmatch(b.name)] == []
+    assert sum(i.params for i in ref) == 22_910_480 and sum(i.macs for i in ref) == 8_357_403_496
+
+
+def test_propagation_checks_its_input():
+    from xception_cli.architecture import propagate
+
+    assert propagate(71)[-1].output_shape == [3, 3, 2048]
+    assert propagate(128)[1:][3].output_shape == [61, 61, 64]  # block1_conv2 at 128: (63 - 3) + 1
+    with pytest.raises(ValueError, match="at least 71"):
+        propagate(70)
+    with pytest.raises(ValueError, match="needs input_shape"):
+        propagate(150, include_top=True)

@@ -1,6 +1,10 @@
 """The architecture in numbers: per-layer and per-block parameters and multiply-adds (MACs).
 
-Works on any built Keras model; Xception's layers are grouped into the 3 flows and 14 blocks by
+``build_summary`` realises ``model.xception_graph`` once more, on shapes alone (``ShapeOps``):
+each layer's output shape, parameters and MACs are propagated from the input size, with no
+Keras, no TensorFlow and no weights (``xception summary`` answers in a fraction of a second).
+``summarize(model)`` counts the same numbers on any built Keras model (``--compare``, the
+benchmark, and the tests' oracle). Xception's layers are grouped into the 3 flows and 14 blocks by
 their names (``blockN_...``; the residual convolution, its BatchNormalization and the ``Add``
 belong to the block they feed). MACs follow FACTS.md: Conv2D ``Ho*Wo*Kh*Kw*Cin*Cout``;
 SeparableConv2D ``Ho*Wo*Kh*Kw*Cin + Ho*Wo*Cin*Cout``; Dense ``Cin*Cout``; BatchNormalization,
@@ -18,7 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .config import IMAGENET_INPUT_SIZE
-from .model import block_of, flow_of
+from .model import block_of, flow_of, validate_input_shape, xception_graph
 
 COMPARE_MODELS = ("inception-v3",)  # what `summary --compare` can total beside Xception
 BLOCK_CSV = ("block", "flow", "output_shape", "params", "macs", "separable_convs",
@@ -198,8 +202,12 @@ def block_name(layer: LayerInfo) -> int | str:
 
 
 def summarize(model, name: str = "xception") -> ArchitectureSummary:
-    """Group ``model``'s layers into Xception's blocks and add everything up."""
-    infos = layer_infos(model)
+    """Group a built Keras ``model``'s layers into Xception's blocks and add everything up."""
+    return summarize_layers(layer_infos(model), _shape(model.input), name)
+
+
+def summarize_layers(infos: list[LayerInfo], input_shape: list[int], name: str = "xception") -> ArchitectureSummary:
+    """Group ``infos`` (one per layer, in ``model.layers`` order) into blocks and add everything up."""
     blocks: dict[int, BlockInfo] = {}
     head = [i for i in infos if i.block is None and i.type != "InputLayer"]
     for info in infos:
@@ -226,7 +234,7 @@ def summarize(model, name: str = "xception") -> ArchitectureSummary:
     trainable = sum(i.trainable_params for i in infos)
     include_top = any(i.type == "Dense" for i in head)
     return ArchitectureSummary(
-        model=name, input_shape=_shape(model.input), include_top=include_top,
+        model=name, input_shape=list(input_shape), include_top=include_top,
         total_params=total, trainable_params=trainable, non_trainable_params=total - trainable,
         macs=sum(i.macs for i in infos), blocks=[blocks[k] for k in sorted(blocks)], top=top, layers=infos,
     )
@@ -238,11 +246,99 @@ def totals(model) -> dict:
     return {"params": sum(i.params for i in infos), "macs": sum(i.macs for i in infos), "layers": len(infos)}
 
 
-def build_summary(input_size: int = IMAGENET_INPUT_SIZE) -> ArchitectureSummary:
-    """Xception's summary at ``input_size`` (random weights: nothing is read or downloaded)."""
-    from .engine import architecture
+def _out_size(size: int, kernel: int, stride: int, padding: str) -> int:
+    """One spatial side after a convolution or pooling: TensorFlow's "same" and "valid"."""
+    return -(-size // stride) if padding == "same" else (size - kernel) // stride + 1
 
-    return summarize(architecture(input_size))
+
+@dataclass(frozen=True)
+class Value:
+    """A tensor in ``ShapeOps``: its shape without the batch, and the layer that made it."""
+
+    shape: tuple[int, ...]
+    layer: int
+
+
+class ShapeOps:
+    """``xception_graph``'s operations on shapes: each Keras layer the graph makes is recorded with
+    its output shape, weights and MACs, as ``layer_infos`` counts them on a built model, and the
+    layers it reads (for ``ordered``). No Keras, no weights."""
+
+    def __init__(self, input_shape: tuple[int, int, int]):
+        self.layers: list[LayerInfo] = []
+        self.inputs: list[tuple[int, ...]] = []  # per layer, the layers whose outputs it reads
+        self.input = self._layer("input_image", "InputLayer", input_shape, ())
+
+    def _layer(self, name, kind, shape, reads, params=0, trainable=None, macs=0, separable=None) -> Value:
+        trainable = params if trainable is None else trainable
+        self.layers.append(LayerInfo(name, kind, block_of(name), list(shape), params, trainable, macs, separable))
+        self.inputs.append(tuple(v.layer for v in reads))
+        return Value(tuple(shape), len(self.layers) - 1)
+
+    def _bn(self, x: Value, name):  # gamma and beta are trained; the moving mean and variance are not
+        c = x.shape[-1]
+        return self._layer(name, "BatchNormalization", x.shape, [x], 4 * c, trainable=2 * c)
+
+    def conv_bn(self, x: Value, filters, kernel, name, bn_name, strides=1, padding="valid"):
+        h, w, cin = x.shape
+        h, w = _out_size(h, kernel, strides, padding), _out_size(w, kernel, strides, padding)
+        params = kernel * kernel * cin * filters
+        return self._bn(self._layer(name, "Conv2D", (h, w, filters), [x], params, macs=h * w * params), bn_name)
+
+    def sepconv_bn(self, x: Value, filters, name):
+        h, w, cin = x.shape  # 3x3 depthwise, "same", stride 1
+        sep = separable_vs_regular(cin, filters, 3, h, w)
+        y = self._layer(name, "SeparableConv2D", (h, w, filters), [x], sep.params, macs=sep.macs, separable=sep)
+        return self._bn(y, f"{name}_bn")
+
+    def relu(self, x: Value, name):
+        return self._layer(name, "Activation", x.shape, [x])
+
+    def maxpool(self, x: Value, name):
+        h, w, c = x.shape
+        return self._layer(name, "MaxPooling2D", (_out_size(h, 3, 2, "same"), _out_size(w, 3, 2, "same"), c), [x])
+
+    def add(self, x: Value, y: Value, name):
+        if x.shape != y.shape:
+            raise ValueError(f"{name}: cannot add shapes {x.shape} and {y.shape}")
+        return self._layer(name, "Add", x.shape, [x, y])
+
+    def avg_pool(self, x: Value, name):
+        return self._layer(name, "GlobalAveragePooling2D", x.shape[-1:], [x])
+
+    def max_pool(self, x: Value, name):
+        return self._layer(name, "GlobalMaxPooling2D", x.shape[-1:], [x])
+
+    def dense(self, x: Value, units, activation, name):
+        (cin,) = x.shape
+        return self._layer(name, "Dense", (units,), [x], cin * units + units, macs=cin * units)
+
+    def ordered(self) -> list[LayerInfo]:
+        """The layers in ``model.layers`` order: Keras lists a functional model's layers by their
+        distance from the output, farthest first, and ties in the order the graph reaches them
+        (which puts a downsampling block's residual convolution before its max-pool)."""
+        depth = [0] * len(self.layers)
+        for i in reversed(range(len(self.layers))):  # made in order: readers come after what they read
+            for j in self.inputs[i]:
+                depth[j] = max(depth[j], depth[i] + 1)
+        return [self.layers[i] for i in sorted(range(len(self.layers)), key=lambda i: (-depth[i], i))]
+
+
+def propagate(input_size: int = IMAGENET_INPUT_SIZE, include_top: bool | None = None) -> list[LayerInfo]:
+    """``xception_graph`` propagated on shapes from a square ``input_size`` input: one ``LayerInfo``
+    per Keras layer, in ``model.layers`` order (the ImageNet top by default only at 299x299, which
+    it needs)."""
+    shape = validate_input_shape((input_size, input_size, 3), imagenet_top=bool(include_top))
+    if include_top is None:
+        include_top = input_size == IMAGENET_INPUT_SIZE
+    ops = ShapeOps(shape)
+    xception_graph(ops.input, ops, include_top=include_top)
+    return ops.ordered()
+
+
+def build_summary(input_size: int = IMAGENET_INPUT_SIZE) -> ArchitectureSummary:
+    """Xception's summary at ``input_size``, propagated from ``xception_graph`` (no Keras, no weights)."""
+    return summarize_layers(propagate(input_size), [input_size, input_size, 3])
 
 
 def compare_totals(name: str, input_size: int) -> dict:

@@ -1,7 +1,7 @@
 """The process-wide model: weights found once, runtime chosen once, network loaded lazily.
 
-``get_engine(...)`` returns the shared ``Engine`` for a configuration; ``predict``, ``summary``
-and ``benchmark`` all go through it, so a process never builds the same network twice.
+``get_engine(...)`` returns the shared ``Engine`` for a configuration; ``predict`` and
+``benchmark`` go through it, so a process never builds the same network twice.
 
 - ``engine.weights_source``: ``--weights`` resolved once (env var, Keras cache, download, path).
 - ``engine.info``: what that file says (class names, the resize it was made with), asked of
@@ -9,7 +9,7 @@ and ``benchmark`` all go through it, so a process never builds the same network 
 - ``engine.runtime``: chosen once by ``runtimes.choose_runtime`` (``auto``: OpenVINO whenever it
   can read the weights format).
 - ``engine.network`` / ``engine.infer``: the loaded network and its ``f(batch) -> outputs``.
-- ``engine.model``: the Keras model (reference, ``summary``, Keras formats, training), built
+- ``engine.model``: the Keras model (reference, Keras formats, training), built
   only when something asks for it.
 """
 
@@ -218,21 +218,6 @@ def _file_identity(weights) -> tuple | None:
     except (OSError, TypeError, ValueError):
         return None
     return None if st is None else (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def architecture(input_size: int = config.IMAGENET_INPUT_SIZE):
-    """A built Xception of this input size, for inspection (``summary``); values are irrelevant.
-
-    Reuses any Keras model already built in this process with the same shape (the ImageNet top is
-    included at 299x299 only); otherwise builds a shared one without random initialisation.
-    """
-    include_top = input_size == config.IMAGENET_INPUT_SIZE
-    with _ENGINES_LOCK:
-        for e in _ENGINES.values():
-            if e._model is not None and (e.input_size, e.include_top, e.pooling) == (input_size, include_top, None):
-                return e._model
-    return get_engine(weights=RANDOM, include_top=include_top, input_size=input_size, initialize=False,
-                      runtime="tensorflow").model  # the Keras model itself: no runtime choice involved
 
 
 def clear_engines() -> None:

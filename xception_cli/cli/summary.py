@@ -15,7 +15,8 @@ from .common import CONTEXT, friendly_errors, output_options, pick_format, repor
 @click.option("--input-size", type=click.IntRange(min=MIN_INPUT_SIZE), default=IMAGENET_INPUT_SIZE,
               show_default=True, help="Input side in pixels; other than 299 leaves out the ImageNet top.")
 @click.option("--compare", type=click.Choice(COMPARE_MODELS), default=None,
-              help="Add another architecture's totals (random weights, never downloaded).")
+              help="Add another architecture's totals (random weights, never downloaded; built with Keras, "
+              "so it takes seconds where the rest needs neither Keras nor TensorFlow).")
 @friendly_errors
 def summary(fmt, output, layers, input_size, compare):
     """The architecture: 3 flows and 14 blocks with shapes, parameters and multiply-adds.
@@ -27,7 +28,8 @@ def summary(fmt, output, layers, input_size, compare):
       xception summary --compare inception-v3
       xception summary --input-size 71 -f json
 
-    Needs no weights and never downloads.
+    Needs no weights and never downloads; the numbers are propagated from the
+    architecture's definition, without TensorFlow (--compare builds the other model in Keras).
     """
     from ..architecture import build_summary, compare_totals
     from .render import console
@@ -54,7 +56,7 @@ def human(n: float, unit: str = "") -> str:
 
 def render_tables(s: ArchitectureSummary, layers: bool, compare: dict | None, console) -> None:
     """The summary as Rich tables in ``console``: per block (or per layer), and the comparison."""
-    from .render import fitted_table, table
+    from .render import table
 
     size = f"{s.input_shape[0]}x{s.input_shape[1]}"
     top_note = "" if s.include_top else f"; the ImageNet top is left out (it needs 299x299, input is {size})"
@@ -67,9 +69,9 @@ def render_tables(s: ArchitectureSummary, layers: bool, compare: dict | None, co
                 sections.append(len(rows) - 1)
             last = block
             rows.append([block, i.name, i.type, shape_str(i.output_shape), f"{i.params:,}", f"{i.macs:,}"])
-        console.print(fitted_table(
-            console, ["Block", "Layer", "Type", "Output", ("Params", "right"), ("MACs", "right")], rows,
-            drop=(2, 0), title=f"Xception, {len(s.layers)} layers, input {size}x3", sections=sections,
+        console.print(table(
+            ["Block", "Layer", "Type", "Output", ("Params", "right"), ("MACs", "right")], rows,
+            drop=(2, 0), more="-f json", title=f"Xception, {len(s.layers)} layers, input {size}x3", sections=sections,
             footer=["", "Total", "", "", f"{s.total_params:,}", f"{s.macs:,}"],
             caption="MACs per image; BatchNormalization, pooling, activations and adds are not counted"
             + top_note + "."))
@@ -106,8 +108,8 @@ def render_tables(s: ArchitectureSummary, layers: bool, compare: dict | None, co
             f"3x3: {example.regular_params:,} weights instead of {example.params:,}){top_note}."
         )
         title = f"Xception: 3 flows, 14 blocks, input {size}x3"
-        console.print(fitted_table(console, columns, rows, drop=(8, 7, 6), title=title, sections=sections,
-                                   footer=footer, caption=caption))
+        console.print(table(columns, rows, drop=(8, 7, 6), title=title, sections=sections, footer=footer,
+                            caption=caption, more="-f json"))
     if compare:
         rows = [["xception", size, f"{s.total_params:,}", human(s.macs), "1.00x"]]
         for name, c in compare.items():
