@@ -66,13 +66,13 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
-def _decode(source, size: int, resize: str):
+def _decode(source, size: int, resize: str, load=load_image):
     """Decode one item to uint8 pixels (4x smaller than float32 while it waits in the window)."""
     t0 = time.perf_counter()
     if isinstance(source, ImageError):  # known bad before decoding (e.g. a missing input)
         return None, str(source), 0.0
     try:
-        px = load_image(source, size, resize)
+        px = load(source, size, resize)
         return px, None, time.perf_counter() - t0
     except ImageError as e:
         return None, str(e), time.perf_counter() - t0
@@ -94,6 +94,8 @@ class Decoder:
     ``(name, pixels | None, error | None, seconds)``; ``close()`` stops the threads.
     """
 
+    load = staticmethod(load_image)  # (source, size, resize) -> what an item becomes (a subclass may make more)
+
     def __init__(self, items: Iterable[tuple[str, object]], *, size: int = DEFAULT_PREPROCESS.input_size,
                  resize: str = "center-crop", workers: int | None = None, window: int = PREFETCH):
         self.size, self.resize = size, resize
@@ -111,7 +113,7 @@ class Decoder:
                 name, source = next(self._it)
             except StopIteration:
                 return
-            self._pending.append((name, self._pool.submit(_decode, source, self.size, self.resize)))
+            self._pending.append((name, self._pool.submit(_decode, source, self.size, self.resize, self.load)))
 
     def __iter__(self):
         return self
