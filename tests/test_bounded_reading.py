@@ -260,3 +260,20 @@ def test_a_small_parquet_that_unpacks_to_gigabytes_is_refused_before_it_is_read(
     code, peak, _, err = run(tmp_path, "similar", "--duplicates", "--embeddings", str(bomb))
     assert code == 2 and "unpack to" in err and "over the limit" in err
     assert peak < 500  # MiB: it holds 2.4 GB
+
+
+def test_a_parquet_whose_text_column_repeats_a_long_name_is_refused_before_it_is_decoded(tmp_path):
+    """A 20 KB name on 100,000 rows, dictionary-encoded: a few kilobytes stored, 2 GB as text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bomb = tmp_path / "names.parquet"
+    rows, name = 100_000, "n" * 20_000 + ".jpg"
+    table = pa.table({"path": pa.array([name] * rows).dictionary_encode(),
+                      "embedding": pa.nulls(rows, pa.list_(pa.float32(), 4)),
+                      "error": pa.array(["x"] * rows).dictionary_encode()})
+    pq.write_table(table, bomb, compression="zstd")
+    assert bomb.stat().st_size < 1 << 20
+    code, peak, _, err = run(tmp_path, "similar", "--duplicates", "--embeddings", str(bomb))
+    assert code == 2 and "text included" in err and "over the limit" in err, err
+    assert peak < 600, f"peak {peak:.0f} MiB (decoding the names takes 2 GB)"

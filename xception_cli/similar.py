@@ -36,27 +36,60 @@ def unusable(vectors: np.ndarray) -> np.ndarray:
     return ~np.isfinite(x).all(axis=1) | ~x.any(axis=1)
 
 
+class Index:
+    """Stored vectors normalised once, for many queries: ``Index(vectors, paths).nearest(q, k)``.
+
+    ``nearest(queries, database, paths, k)`` is the one-off form; a program asking query after
+    query keeps an ``Index`` so the library is not normalised again for each."""
+
+    def __init__(self, database: np.ndarray, paths: list[str]):
+        database = np.asarray(database)
+        if database.ndim != 2:
+            raise ValueError(f"database must be (M, D), got {database.shape}")
+        if len(paths) != len(database):
+            raise ValueError(f"{len(paths)} paths for {len(database)} stored vectors")
+        self.vectors, self.paths = normalize(database), list(paths)
+
+    def nearest(self, queries: np.ndarray, k: int = 5) -> list[list[Match]]:
+        """The ``k`` most similar stored vectors for each query (cosine similarity, best first; ties
+        by the earlier stored vector). A single 1-D query is one query."""
+        queries = np.asarray(queries)
+        if queries.ndim == 1:
+            queries = queries[None]
+        if queries.ndim != 2 or queries.shape[1] != self.vectors.shape[1]:
+            raise ValueError(f"queries {queries.shape} and database {self.vectors.shape} must be (N, D) and (M, D)")
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+        q, db = normalize(queries), self.vectors
+        k = min(int(k), len(db))
+        out = []
+        for start in range(0, len(q), BLOCK):
+            sims = q[start:start + BLOCK] @ db.T
+            for row in sims:
+                order = top_k(row, k)
+                out.append([Match(i + 1, self.paths[j], min(1.0, float(row[j]))) for i, j in enumerate(order)])
+        return out
+
+
+def top_k(row: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values, largest first, ties by the lower index: a partition,
+    then a sort of the few candidates (every value tied with the k-th included, so the order is
+    that of a full stable sort)."""
+    if k >= len(row):
+        return np.argsort(-row, kind="stable")
+    kth = np.partition(row, len(row) - k)[len(row) - k]
+    candidates = np.flatnonzero(row >= kth)
+    return candidates[np.lexsort((candidates, -row[candidates]))][:k]
+
+
 def nearest(queries: np.ndarray, database: np.ndarray, paths: list[str], k: int = 5) -> list[list[Match]]:
     """The ``k`` most similar stored vectors for each query (cosine similarity, best first; ties
-    by the earlier stored vector). A single 1-D query is one query."""
+    by the earlier stored vector). A single 1-D query is one query. For many calls over the same
+    vectors, build an ``Index`` once."""
     queries, database = np.asarray(queries), np.asarray(database)
-    if queries.ndim == 1:
-        queries = queries[None]
-    if queries.ndim != 2 or database.ndim != 2 or queries.shape[1] != database.shape[1]:
+    if queries.ndim == 2 and database.ndim == 2 and queries.shape[1] != database.shape[1]:
         raise ValueError(f"queries {queries.shape} and database {database.shape} must be (N, D) and (M, D)")
-    if len(paths) != len(database):
-        raise ValueError(f"{len(paths)} paths for {len(database)} stored vectors")
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a whole number >= 1, got {k!r}")
-    q, db = normalize(queries), normalize(database)
-    k = min(k, len(db))
-    out = []
-    for start in range(0, len(q), BLOCK):
-        sims = q[start:start + BLOCK] @ db.T
-        for row in sims:
-            order = np.argsort(-row, kind="stable")[:k]
-            out.append([Match(i + 1, paths[j], min(1.0, float(row[j]))) for i, j in enumerate(order)])
-    return out
+    return Index(database, paths).nearest(queries, k)
 
 
 def duplicates(database: np.ndarray, paths: list[str], threshold: float = 0.95) -> list[tuple[str, str, float]]:
@@ -83,15 +116,15 @@ def top_pairs(database: np.ndarray, paths: list[str], threshold: float = 0.95,
     found = 0
     step = max(1, CANDIDATES // max(1, len(db)))  # rows whose candidates are gathered at once
     for start in range(0, len(db), BLOCK):
-        sims = db[start:start + BLOCK] @ db.T
+        sims = db[start:start + BLOCK] @ db[start:].T  # one triangle: columns from this block on
         for sub in range(0, len(sims), step):
             # float32 rounding puts identical vectors at 0.9999996, not 1: a threshold counts within 1e-5
             rows, cols = np.nonzero(sims[sub:sub + step] >= threshold - 1e-5)
-            rows = rows + start + sub
+            values = sims[rows + sub, cols]
+            rows, cols = rows + start + sub, cols + start
             above = cols > rows
-            rows, cols = rows[above], cols[above]
+            rows, cols, values = rows[above], cols[above], np.minimum(values[above], np.float32(1.0))
             found += len(rows)
-            values = np.minimum(sims[rows - start, cols], np.float32(1.0))
             best = tuple(np.concatenate(pair) for pair in zip(best, (rows, cols, values)))
             if max_pairs is not None and len(best[0]) > 2 * max_pairs:  # pruned now and then, not per slice
                 best = _best(*best, rank, max_pairs)

@@ -65,9 +65,9 @@ class EmbeddingTable:
                      meta=np.array(json.dumps(self.meta)))
             return buf.getvalue()
         pa, pq = pyarrow()
-        dim = self.embeddings.shape[1] if self.vectors else int(self.meta.get("dimensions", 2048))
-        flat = pa.array(self.embeddings.reshape(-1) if self.vectors else np.zeros(0, np.float32), pa.float32())
-        vectors = pa.FixedSizeListArray.from_arrays(flat, dim)
+        stacked = self.embeddings  # one copy, handed to Arrow as a fixed-size list without another
+        dim = stacked.shape[1] if self.vectors else int(self.meta.get("dimensions", 2048))
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(stacked.reshape(-1), pa.float32()), dim)
         missing = pa.nulls(len(self.failed), pa.list_(pa.float32(), dim))
         table = pa.table(
             {"path": pa.array(texts + [p for p, _ in self.failed], pa.string()),
@@ -148,8 +148,9 @@ VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "D
 
 
 def parquet_declared(footer) -> int:
-    """The bytes a Parquet file's columns take once read, from its footer alone: its values times
-    their size (dictionary-encoded repeats count in full), its text columns as stored."""
+    """The bytes a Parquet file's fixed-width columns take once read, from its footer alone: their
+    values times their size (dictionary-encoded repeats count in full). Text columns are measured
+    by ``text_bytes`` once read as dictionaries (their footer says only what they take stored)."""
     total = 0
     for i in range(footer.num_row_groups):
         group = footer.row_group(i)
@@ -160,18 +161,53 @@ def parquet_declared(footer) -> int:
     return total
 
 
+def text_bytes(column) -> int:
+    """The bytes a text column read as a dictionary (``read_dictionary``) takes once decoded: each
+    value's length, counted for every row that refers to it (a 10 KB name repeated on a million rows
+    is 10 GB, stored in a few kilobytes)."""
+    pa, _ = pyarrow()
+    import pyarrow.compute as pc
+
+    total = 0
+    for chunk in column.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            total += chunk.nbytes
+            continue
+        lengths = pc.binary_length(chunk.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
+        indices = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        total += int(lengths.astype(np.int64)[indices].sum()) if len(lengths) else 0
+    return total
+
+
+def _is_text(pa, kind) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+
+
+def _over_limit(what: str, size: int, limit: int) -> ValueError:
+    return ValueError(f"its {what} unpack to {size:,} bytes, over the limit of {limit:,} bytes "
+                      f"({NPZ_EXPANSION} times the file's size, at least {NPZ_FLOOR >> 20} MiB)")
+
+
 def read_parquet(data: bytes, key: str, strict: bool = False) -> list[Entry]:
     """Entries of a Parquet file: embeddings (``embed -o x.parquet``) or a Ray shard of either
     command's records; ``strict`` (a shard): only this tool's columns."""
     pa, pq = pyarrow()
     # use_threads=False: pyarrow 26's threaded read can abort the interpreter at exit
     # ("terminate called without an active exception", exit 134) about one run in three.
-    declared = parquet_declared(pq.ParquetFile(io.BytesIO(data)).metadata)
+    file = pq.ParquetFile(io.BytesIO(data))
+    declared = parquet_declared(file.metadata)
     limit = npz_limit(len(data))  # measured from its footer before any column is read
     if declared > limit:
-        raise ValueError(f"its columns unpack to {declared:,} bytes, over the limit of {limit:,} bytes "
-                         f"({NPZ_EXPANSION} times the file's size, at least {NPZ_FLOOR >> 20} MiB)")
-    table = pq.read_table(io.BytesIO(data), use_threads=False)
+        raise _over_limit("columns", declared, limit)
+    # Text columns are read as dictionaries (no larger than stored) and measured before decoding.
+    text = [f.name for f in file.schema_arrow if _is_text(pa, f.type)
+            or (pa.types.is_dictionary(f.type) and _is_text(pa, f.type.value_type))]
+    table = pq.read_table(io.BytesIO(data), use_threads=False, read_dictionary=text)
+    decoded = declared + sum(text_bytes(table.column(name)) for name in text)
+    if decoded > limit:
+        raise _over_limit("columns (text included)", decoded, limit)
+    table = pa.table({name: table.column(name).cast(pa.string()) if name in text else table.column(name)
+                      for name in table.column_names}, metadata=table.schema.metadata)
     names = table.column_names
     other = "predictions" if key == "embedding" else "embedding"
     if other in names:
@@ -184,10 +220,12 @@ def read_parquet(data: bytes, key: str, strict: bool = False) -> list[Entry]:
     def column(name):
         return table.column(name).to_pylist() if name in names else [None] * n
 
-    if key in names:  # a Ray shard in which every image failed has no embedding column at all
-        values = table.column(key).to_numpy(zero_copy_only=False) if key == "embedding" else column(key)
-    else:
+    if key not in names:  # a Ray shard in which every image failed has no embedding column at all
         values = [None] * n
+    elif key == "embedding":
+        values = _vectors(pa, table.column(key))
+    else:
+        values = column(key)
     entries = []
     for path, raw, ident, value, err in zip(column("path"), column("path_base64"), column("file_id"), values,
                                             column("error")):
@@ -196,6 +234,21 @@ def read_parquet(data: bytes, key: str, strict: bool = False) -> list[Entry]:
                              labels=len(value) if ok and key == "predictions" and len(value) else None,
                              vector=value if ok and key == "embedding" else None))
     return entries
+
+
+def _vectors(pa, column) -> list:
+    """An embedding column as one float32 row per record (``None`` where it is null): a fixed-size
+    list column in one piece (no Python list per value); any other list column row by row."""
+    if not pa.types.is_fixed_size_list(column.type):
+        return list(column.to_numpy(zero_copy_only=False))
+    whole = column.combine_chunks()
+    valid = whole.is_valid().to_numpy(zero_copy_only=False)
+    rows = whole.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    rows = rows.reshape(-1, column.type.list_size)
+    out: list = [None] * len(whole)
+    for i, row in zip(np.flatnonzero(valid).tolist(), rows):
+        out[i] = row
+    return out
 
 
 def _meta(raw) -> dict:
@@ -215,8 +268,7 @@ def records_parquet(records, options: dict | None = None) -> bytes:
             "file_id": pa.array([r["file_id"] for r in recs], pa.string()),
             "error": pa.array([r.get("error") for r in recs], pa.string())}
     if any(r.embedding is not None for r in records):
-        cols["embedding"] = pa.array([None if r.embedding is None else np.asarray(r.embedding, np.float32).tolist()
-                                      for r in records], pa.list_(pa.float32()))
+        cols["embedding"] = _embedding_column(pa, [r.embedding for r in records])
     else:
         pred = pa.struct([("rank", pa.int32()), ("index", pa.int32()), ("wnid", pa.string()),
                           ("label", pa.string()), ("probability", pa.float64())])
@@ -227,6 +279,20 @@ def records_parquet(records, options: dict | None = None) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
+
+
+def _embedding_column(pa, vectors: list):
+    """Vectors (``None`` for a failure) as a fixed-size list column when they share one length (one
+    block of memory, no Python list per value), else as lists."""
+    lengths = {len(v) for v in vectors if v is not None}
+    if len(lengths) != 1:
+        return pa.array([None if v is None else np.asarray(v, np.float32).tolist() for v in vectors],
+                        pa.list_(pa.float32()))
+    dim = lengths.pop()
+    missing = np.zeros(dim, np.float32)
+    flat = np.stack([missing if v is None else np.asarray(v, np.float32) for v in vectors]).reshape(-1)
+    mask = pa.array([v is None for v in vectors])
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim, mask=mask)
 
 
 class ArrayWriter:
