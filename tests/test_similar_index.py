@@ -27,7 +27,7 @@ def plain_nearest(queries, db, k):
 def test_nearest_equals_a_full_stable_sort(k):
     db, paths = library()
     queries = np.concatenate([db[[10, 3, 77]], np.random.default_rng(1).standard_normal((4, 16)).astype(np.float32)])
-    got = similar.Index(db, paths).nearest(queries, k)
+    got = similar.SimilarityIndex(db, paths).nearest(queries, k)
     for matches, expected in zip(got, plain_nearest(queries, db, k)):
         assert [m.path for m in matches] == [paths[j] for j in expected]
         assert [m.rank for m in matches] == list(range(1, len(expected) + 1))
@@ -37,9 +37,9 @@ def test_nearest_equals_a_full_stable_sort(k):
 
 def test_an_index_normalises_its_library_once():
     db, paths = library()
-    index = similar.Index(db, paths)
+    index = similar.SimilarityIndex(db, paths)
     assert np.allclose(np.linalg.norm(index.vectors[np.any(db != 0, axis=1)], axis=1), 1, atol=1e-6)
-    assert similar.Index(db, paths).nearest(db[0], 3)[0][0].path == paths[0]
+    assert similar.SimilarityIndex(db, paths).nearest(db[0], 3)[0][0].path == paths[0]
 
 
 @pytest.mark.parametrize("max_pairs", [None, 1, 7, 100000])

@@ -22,6 +22,7 @@ _EXPORTS = {
     "PredictOptions": "jobs",
     "load_embeddings": "output",
     "nearest": "similar",
+    "SimilarityIndex": "similar",
     "duplicates": "similar",
     "Record": "pipeline",
     "Stats": "pipeline",

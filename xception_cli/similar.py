@@ -36,11 +36,11 @@ def unusable(vectors: np.ndarray) -> np.ndarray:
     return ~np.isfinite(x).all(axis=1) | ~x.any(axis=1)
 
 
-class Index:
-    """Stored vectors normalised once, for many queries: ``Index(vectors, paths).nearest(q, k)``.
+class SimilarityIndex:
+    """Stored vectors normalised once, for many queries: ``SimilarityIndex(vectors, paths).nearest(q, k)``.
 
     ``nearest(queries, database, paths, k)`` is the one-off form; a program asking query after
-    query keeps an ``Index`` so the library is not normalised again for each."""
+    query keeps a ``SimilarityIndex`` so the library is not normalised again for each."""
 
     def __init__(self, database: np.ndarray, paths: list[str]):
         database = np.asarray(database)
@@ -85,11 +85,11 @@ def top_k(row: np.ndarray, k: int) -> np.ndarray:
 def nearest(queries: np.ndarray, database: np.ndarray, paths: list[str], k: int = 5) -> list[list[Match]]:
     """The ``k`` most similar stored vectors for each query (cosine similarity, best first; ties
     by the earlier stored vector). A single 1-D query is one query. For many calls over the same
-    vectors, build an ``Index`` once."""
+    vectors, build a ``SimilarityIndex`` once."""
     queries, database = np.asarray(queries), np.asarray(database)
     if queries.ndim == 2 and database.ndim == 2 and queries.shape[1] != database.shape[1]:
         raise ValueError(f"queries {queries.shape} and database {database.shape} must be (N, D) and (M, D)")
-    return Index(database, paths).nearest(queries, k)
+    return SimilarityIndex(database, paths).nearest(queries, k)
 
 
 def duplicates(database: np.ndarray, paths: list[str], threshold: float = 0.95) -> list[tuple[str, str, float]]:
