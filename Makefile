@@ -2,7 +2,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint bench-folder bench-model bench-one-photo clean
+.PHONY: install test lint clean bench-one-photo bench-folder bench-model bench-int8 bench-embed bench-ray \
+	bench-train bench-options bench-seed-claim
 
 install:  ## create .venv and install the package (editable) with every extra and the test tools
 	$(PYTHON) -m venv $(VENV)
@@ -15,14 +16,37 @@ test:  ## run the test suite
 lint:
 	$(BIN)/ruff check xception_cli tests benchmarks examples
 
-bench-folder:  ## whole-command comparison with the naive Keras baseline (see benchmarks/RESULTS.md)
-	$(BIN)/python benchmarks/folder.py
+# Benchmarks run from a bare clone: they make their own weights (official layout, seeded), photos
+# (benchmarks/make_corpus.py) and baseline (benchmarks/naive_keras.py), cached in bench-out/.
+# Extra options after the defaults, e.g.  make bench-folder BENCH_ARGS="--n 16"
+BENCH_ARGS ?=
 
-bench-one-photo:  ## `xception predict cat.jpg` vs the naive Keras script on one photo, whole command
-	$(BIN)/python benchmarks/one_photo.py --repeat 5
+bench-one-photo:  ## `xception predict cat.jpg` vs the naive Keras script, whole command, cold first run + warm median
+	$(BIN)/python benchmarks/one_photo.py --repeat 5 $(BENCH_ARGS)
 
-bench-model:  ## model call per runtime vs keras.applications.Xception().predict
-	$(BIN)/python benchmarks/model_call.py
+bench-folder:  ## 64 12-MP photos: each precision the CPU has vs its own floor and the naive script (BENCH_ARGS="--n 16")
+	$(BIN)/python benchmarks/folder.py --n 64 $(BENCH_ARGS)
+
+bench-model:  ## model call per runtime vs keras.applications.Xception().predict, one process
+	$(BIN)/python benchmarks/model_call.py $(BENCH_ARGS)
+
+bench-int8:  ## INT8 IR vs float32 IR vs the .h5 path, whole command (BENCH_ARGS="--images 16 --repeat 1")
+	$(BIN)/python benchmarks/int8.py $(BENCH_ARGS)
+
+bench-embed:  ## xception embed next to xception predict, whole command
+	$(BIN)/python benchmarks/embed.py $(BENCH_ARGS)
+
+bench-ray:  ## predict --ray vs the local path, whole command
+	$(BIN)/python benchmarks/ray_path.py $(BENCH_ARGS)
+
+bench-train:  ## xception train vs the Keras transfer-learning recipe, same data and epochs
+	$(BIN)/python benchmarks/train.py $(BENCH_ARGS)
+
+bench-options:  ## OpenVINO runtime options (hints, streams, cache) vs the folded TensorFlow call
+	$(BIN)/python benchmarks/runtime_options.py $(BENCH_ARGS)
+
+bench-seed-claim:  ## Xception vs Inception-v3, inference and a training step (BENCH_ARGS=ITERATIONS)
+	VENV=$(VENV) bash benchmarks/seed_claim.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

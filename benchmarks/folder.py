@@ -1,24 +1,32 @@
-"""Whole-command folder classification: xception predict vs the naive Keras baseline.
+"""A folder of 12-MP photos, whole command, each precision against its own floor and the naive script.
 
-usage: python benchmarks/folder.py [--images 64] [--repeat 1] [--rss]
+usage: python benchmarks/folder.py [--n 64] [--repeat 1] [--weights FILE] [--calibrate-n 32]
+                                   [--loop] [--rss]
 
-Builds a corpus of 12-megapixel JPEGs with ../shared/bench/make_corpus.py and a calibrated
-seeded weights file, then times, in one run, on the same files and weights:
-  - xception predict DIR -f jsonl -o FILE --no-progress   (float32 and bfloat16)
-  - ../shared/bench/naive_keras.py in batch and loop modes
-Wall time is the whole command (interpreter start, imports, weights, classification).
---rss also runs predict on 32 and 256 images and compares peak RSS (memory must stay flat).
-
-Then, in the same run, what bounds the float32 ratio on this machine: the model alone in steady
-state (`xception benchmark -b 8`, both cores) and decoding alone (CPU time per photo, one core).
-No pipeline can finish N photos faster than N x (model + decode / cores), start-up not even
-counted, so naive batch / that is the best ratio any float32 implementation of this model could
-reach here with this runtime.
+On --n photo-like JPEGs of 4000x3000 (make_corpus.py, seed 0) and one weights file (generated in
+the official layout unless --weights is given), times in one run, interleaved --repeat times,
+each command from process start to exit:
+  - xception predict DIR -f jsonl -o FILE --no-progress, at each precision this CPU runs natively:
+    float32 always; bfloat16 where it has AVX512-BF16 or AMX; INT8 (an IR made in this run by
+    `xception export openvino --int8 --calibrate`, on --calibrate-n other photos, seed 1) where it
+    has AVX512-VNNI, AVX-VNNI or AMX-INT8. A precision the CPU lacks is skipped, the reason printed.
+  - benchmarks/naive_keras.py DIR --mode batch (and --mode loop with --loop).
+Then, in the same run, each precision's floor: the model alone at that precision on the batch
+shape predict uses (`xception benchmark -b 8`, all cores, median latency) and decoding +
+preprocessing alone (the CPU time of xception_cli.preprocess.load_image per photo, one core).
+  floor time = N x (model ms/image + decode ms/image / cores)
+No pipeline on this runtime can classify N photos faster: the model already has every core, and
+decoding's CPU time must fit somewhere on the same cores. Start-up (imports, weights, compile) is
+not counted, so a whole command cannot reach 100%. Printed per precision: share of floor (floor
+time / wall time; target >= 95%), speed-up vs naive batch (INT8 target >= 5x where VNNI), and
+top-1 agreement of bfloat16 and INT8 with float32. XCEPTION_CACHE_DIR points at a fresh folder
+for the run. --rss also compares predict's peak RSS on 32 and 256 photos (memory must stay flat).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -28,122 +36,173 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, PY, ROOT, SHARED, XCEPTION, corpus, machine, timed, weights_file  # noqa: E402
+import _common as c  # noqa: E402
+from _common import OUT, ROOT, XCEPTION, corpus, timed  # noqa: E402
+
+SHARE_TARGET, INT8_TARGET = 0.95, 5.0
+BATCH = 8  # predict's default batch size: the model-alone floor is measured on the same shape
 
 
-def predict_cmd(folder: Path, out: Path, precision: str, weights: Path) -> list[str]:
-    return [XCEPTION, "predict", str(folder), "-f", "jsonl", "-o", str(out), "--no-progress",
-            "--weights", str(weights), "--precision", precision]
+def plan(flags: frozenset[str]) -> tuple[list[str], dict[str, str]]:
+    """The precisions to run on this CPU, and why each other one is skipped."""
+    run, skipped = ["float32"], {}
+    if c.has_bf16(flags):
+        run.append("bfloat16")
+    else:
+        skipped["bfloat16"] = "no avx512_bf16/amx_bf16 on this CPU: bfloat16 would be emulated, slower than float32"
+    if not c.has_vnni(flags):
+        skipped["int8"] = "no avx512_vnni/avx_vnni/amx_int8 on this CPU: INT8 has no native dot products"
+    elif importlib.util.find_spec("nncf") is None:
+        skipped["int8"] = "NNCF missing (INT8 export): pip install 'xception-cli[export]'"
+    else:
+        run.append("int8")
+    return run, skipped
 
 
-def naive_cmd(folder: Path, mode: str, weights: Path) -> list[str]:
-    return [PY, str(SHARED / "bench" / "naive_keras.py"), str(weights),
-            str(SHARED / "data" / "imagenet_class_index.json"), str(folder), mode]
+def export_int8(weights: Path, calibration: Path, n: int) -> Path:
+    out = OUT / "folder-int8" / "xception-int8.xml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    r = timed([XCEPTION, "export", "openvino", "--int8", "--calibrate", str(calibration), "--calibration-size",
+               str(n), "-o", str(out), "--weights", str(weights), "-f", "json"], stdout=subprocess.PIPE)
+    from xception_cli.weights import read_metadata
+
+    check = read_metadata(out)["int8"]
+    print(f"INT8 IR exported in {r['wall_s']:.1f} s (calibrated on {n} photos of {calibration.name}); held-out "
+          f"check: top-1 {check['top1_agree_count']}/{check['held_out_photos']}, "
+          f"max |dp| {check['max_abs_probability_difference']:.3g}", flush=True)
+    return out
 
 
-def _timed_matmul(a) -> float:
-    t0 = time.perf_counter()
-    a @ a
-    return time.perf_counter() - t0
+def predict_cmd(folder: Path, out: Path, precision: str, weights: Path, int8_ir: Path | None) -> list[str]:
+    cmd = [XCEPTION, "predict", str(folder), "-f", "jsonl", "-o", str(out), "--no-progress"]
+    if precision == "int8":
+        return cmd + ["--weights", str(int8_ir)]
+    return cmd + ["--weights", str(weights), "--precision", precision]
 
 
-def bounds(folder: Path, weights: Path, n: int, naive_batch_s: float, ours_s: float) -> dict:
-    """Model-only and decode-only costs measured now, and the best float32 ratio they allow."""
-    out = subprocess.run([XCEPTION, "benchmark", "-b", "8", "-n", "8", "--warmup", "2",
-                          "--weights", str(weights), "-f", "json"],
-                         check=True, capture_output=True, text=True).stdout
-    model = json.loads(out)["results"][0]
+def model_alone(weights: Path, precision: str, int8_ir: Path | None, iterations: int) -> dict:
+    """`xception benchmark` at predict's batch size: ms/image at the median latency, and what ran."""
+    cmd = [XCEPTION, "benchmark", "-b", str(BATCH), "-n", str(iterations), "--warmup", "2", "-f", "json"]
+    cmd += ["--weights", str(int8_ir)] if precision == "int8" else ["--weights", str(weights), "--precision", precision]
+    record = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["results"][0]
+    return {"ms_per_image": record["ms_per_image"], "precision_run": record.get("precision_run", precision),
+            "gmacs_per_second": record["gmacs_per_second"]}
+
+
+def decode_ms(folder: Path, photos: int = 16) -> float:
+    """CPU time per photo of predict's own decode + preprocessing, on one core."""
     from xception_cli.preprocess import load_image
 
-    files = sorted(folder.glob("*.jpg"))[:16]
+    files = sorted(folder.glob("*.jpg"))[:photos]
+    load_image(files[0])  # imports and first-call costs kept out
     t0 = time.process_time()
     for f in files:
         load_image(f)
-    decode_ms = (time.process_time() - t0) / len(files) * 1000
-    cores = os.cpu_count() or 1
+    return (time.process_time() - t0) / len(files) * 1000
+
+
+def sgemm_gmacs() -> float:
+    """The machine's float32 matrix-multiply peak as NumPy reaches it (2048x2048, all cores)."""
     import numpy as np
 
     a = np.random.default_rng(0).random((2048, 2048), np.float32)
     a @ a
-    gemm_s = min(_timed_matmul(a) for _ in range(5))
-    floor_s = n * (model["ms_per_image"] + decode_ms / cores) / 1000
-    return {
-        "model_ms_per_image": model["ms_per_image"], "gmacs_per_second": model["gmacs_per_second"],
-        "precision_run": model.get("precision_run"), "sgemm_gmacs": round(2048 ** 3 / gemm_s / 1e9, 1),
-        "decode_ms_per_image": round(decode_ms, 1),
-        "floor_s": round(floor_s, 2), "best_ratio": round(naive_batch_s / floor_s, 2),
-        "model_only_ratio": round(naive_batch_s / (n * model["ms_per_image"] / 1000), 2),
-        "share_of_best": round(floor_s / ours_s, 2),
-    }
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t0)
+    return 2048 ** 3 / best / 1e9
+
+
+def top1(path: Path) -> dict[str, int]:
+    return {r["path"]: r["predictions"][0]["index"] for r in map(json.loads, path.read_text().splitlines())}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--repeat", type=int, default=1, help="runs of each command (median reported)")
-    ap.add_argument("--rss", action="store_true", help="also compare peak RSS on 32 vs 256 images")
+    ap.add_argument("--n", "--images", dest="n", type=int, default=64, help="photos in the corpus (default 64)")
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved runs of each command (median reported)")
+    ap.add_argument("--weights", help="an official-layout .h5 (default: generated seeded weights, cached)")
+    ap.add_argument("--calibrate-n", type=int, default=32, help="INT8 calibration photos (>= 10)")
+    ap.add_argument("--model-iterations", type=int, default=8, help="timed batches for each model-alone floor")
+    ap.add_argument("--loop", action="store_true", help="also time the naive script's loop mode")
+    ap.add_argument("--rss", action="store_true", help="also compare predict's peak RSS on 32 vs 256 photos")
     args = ap.parse_args()
+    if args.calibrate_n < 10:
+        ap.error("--calibrate-n must be at least 10 (xception export --int8 needs 10 photos)")
 
-    OUT.mkdir(exist_ok=True)
-    weights = weights_file()
-    folder = corpus(args.images)
-    print(f"machine: {machine()}", flush=True)
-    print(f"corpus: {args.images} JPEGs of 4032x3024 in {folder}", flush=True)
-    runs = {
-        "xception float32": lambda: predict_cmd(folder, OUT / "f32.jsonl", "float32", weights),
-        "xception bfloat16": lambda: predict_cmd(folder, OUT / "bf16.jsonl", "bfloat16", weights),
-        "naive batch": lambda: naive_cmd(folder, "batch", weights),
-        "naive loop": lambda: naive_cmd(folder, "loop", weights),
-    }
+    _, flags = c.header(f"folder of {args.n} photos of 12 MP, whole command, each precision against its own floor")
+    precisions, skipped = plan(flags)
+    for p, why in skipped.items():
+        print(f"skipped: {p}: {why}", flush=True)
+    weights = c.weights_file(args.weights)
+    folder = corpus(args.n)
+    print(f"corpus: {args.n} JPEGs of 4000x3000 in {folder}; weights: {weights}", flush=True)
+    int8_ir = export_int8(weights, corpus(args.calibrate_n, seed=1), args.calibrate_n) if "int8" in precisions \
+        else None
+    env = c.cache_env()
+    outs = {p: OUT / f"folder-{p}.jsonl" for p in precisions}
+    runs = {p: predict_cmd(folder, outs[p], p, weights, int8_ir) for p in precisions}
+    runs["naive batch"] = c.naive_cmd(folder, "batch", weights)
+    if args.loop:
+        runs["naive loop"] = c.naive_cmd(folder, "loop", weights)
     results: dict[str, list[dict]] = {name: [] for name in runs}
     for _ in range(args.repeat):
         for name, cmd in runs.items():  # interleaved, so drift on a noisy machine hits all alike
-            r = timed(cmd())
+            r = timed(cmd, env=env)
             results[name].append(r)
-            print(f"  {name:<18} {r['wall_s']:7.2f} s  peak RSS {r['peak_rss_mb']:7.1f} MB", flush=True)
+            print(f"  {name:<12} {r['wall_s']:7.2f} s  peak RSS {r['peak_rss_mb']:7.1f} MB", flush=True)
     wall = {name: statistics.median(r["wall_s"] for r in rs) for name, rs in results.items()}
-    rss = {name: max(r["peak_rss_mb"] for r in rs) for name, rs in results.items()}
-    n = args.images
-    print(f"\n{'command':<20}{'wall s':>9}{'images/s':>10}{'peak RSS MB':>13}")
-    for name in runs:
-        print(f"{name:<20}{wall[name]:9.2f}{n / wall[name]:10.2f}{rss[name]:13.1f}")
-    ratios = {
-        "float32 vs naive batch": wall["naive batch"] / wall["xception float32"],
-        "float32 vs naive loop": wall["naive loop"] / wall["xception float32"],
-        "bfloat16 vs naive batch": wall["naive batch"] / wall["xception bfloat16"],
-        "bfloat16 vs float32": wall["xception float32"] / wall["xception bfloat16"],
-    }
-    print("\nspeed-up (whole command, same run):")
-    for k, v in ratios.items():
-        print(f"  {k:<26}{v:6.2f}x")
-    f32 = [json.loads(line) for line in (OUT / "f32.jsonl").read_text().splitlines()]
-    bf16 = {r["path"]: r for r in map(json.loads, (OUT / "bf16.jsonl").read_text().splitlines())}
-    agree = sum(r["predictions"][0]["index"] == bf16[r["path"]]["predictions"][0]["index"] for r in f32)
-    print(f"  bfloat16 top-1 agreement with float32: {agree}/{len(f32)}")
+    n, cores = args.n, os.cpu_count() or 1
 
-    b = bounds(folder, weights, n, wall["naive batch"], wall["xception float32"])
-    print("\nwhat bounds float32 here (same run):")
-    print(f"  model alone, batch 8, {b['precision_run']}: {b['model_ms_per_image']:.1f} ms/image"
-          f" = {b['gmacs_per_second']:.1f} GMAC/s on {os.cpu_count()} cores")
-    print(f"  float32 matmul peak here (NumPy sgemm 2048x2048, all cores): {b['sgemm_gmacs']:.1f} GMAC/s;"
-          f" the model runs at {b['gmacs_per_second'] / b['sgemm_gmacs']:.0%} of it")
-    print(f"  decoding + preprocessing alone: {b['decode_ms_per_image']:.1f} ms of one core per photo")
-    print(f"  no pipeline beats {n} x (model + decode / {os.cpu_count()}) = {b['floor_s']:.2f} s"
-          f" (start-up not counted); predict took {wall['xception float32']:.2f} s"
-          f" ({b['share_of_best']:.0%} of that speed)")
-    print(f"  best float32 ratio vs naive batch possible here: {b['best_ratio']:.2f}x"
-          f" ({b['model_only_ratio']:.2f}x even if decoding cost nothing)")
+    print("\nfloors, same run: model alone (xception benchmark -b 8) and decoding alone", flush=True)
+    dec = decode_ms(folder)
+    model = {p: model_alone(weights, p, int8_ir, args.model_iterations) for p in precisions}
+    floor = {p: n * (model[p]["ms_per_image"] + dec / cores) / 1000 for p in precisions}
+    print(f"  decoding + preprocessing alone: {dec:.1f} ms of one core per photo ({cores} cores)")
+    for p in precisions:
+        print(f"  model alone, {p} (runs {model[p]['precision_run']}): {model[p]['ms_per_image']:.1f} ms/image, "
+              f"{1000 / model[p]['ms_per_image']:.2f} images/s, {model[p]['gmacs_per_second']:.1f} GMAC/s")
+    peak = sgemm_gmacs()
+    print(f"  float32 matmul peak here (NumPy sgemm 2048x2048, all cores): {peak:.1f} GMAC/s; the float32 model "
+          f"runs at {model['float32']['gmacs_per_second'] / peak:.0%} of it")
+
+    print(f"\n{'command':<14}{'wall s':>8}{'images/s':>10}{'peak RSS MB':>13}{'floor s':>9}{'share':>7}"
+          f"{'vs naive batch':>16}")
+    for name in runs:
+        rss = max(r["peak_rss_mb"] for r in results[name])
+        extra = (f"{floor[name]:9.2f}{floor[name] / wall[name]:7.0%}{wall['naive batch'] / wall[name]:15.2f}x"
+                 if name in floor else "")
+        print(f"{name:<14}{wall[name]:8.2f}{n / wall[name]:10.2f}{rss:13.1f}{extra}")
+
+    print("\ntargets (same run):")
+    for p in precisions:
+        share = floor[p] / wall[p]
+        met = c.verdict(share >= SHARE_TARGET)
+        print(f"  {p}: share of its floor {share:.0%} (target >= {SHARE_TARGET:.0%}: {met});"
+              f" {wall[p] - floor[p]:.2f} s above the floor (start-up is not in the floor)")
+    if "int8" in precisions:
+        ratio = wall["naive batch"] / wall["int8"]
+        print(f"  int8 vs naive batch: {ratio:.2f}x (target >= {INT8_TARGET:.0f}x where VNNI: "
+              f"{c.verdict(ratio >= INT8_TARGET)})")
+    for p, why in skipped.items():
+        print(f"  {p}: skipped ({why})")
+    base = top1(outs["float32"])
+    for p in precisions[1:]:
+        other = top1(outs[p])
+        agree = sum(base[k] == other.get(k) for k in base)
+        print(f"  {p} top-1 agreement with float32: {agree}/{len(base)}")
 
     if args.rss:
         print("\npeak RSS vs folder size (xception predict, float32):")
-        small, big = corpus(32), corpus(256)
-        a = timed(predict_cmd(small, OUT / "rss32.jsonl", "float32", weights))
-        b = timed(predict_cmd(big, OUT / "rss256.jsonl", "float32", weights))
-        print(f"  32 images : {a['peak_rss_mb']:.1f} MB ({a['wall_s']:.1f} s)")
-        print(f"  256 images: {b['peak_rss_mb']:.1f} MB ({b['wall_s']:.1f} s)")
+        a = timed(predict_cmd(corpus(32), OUT / "rss32.jsonl", "float32", weights, None), env=env)
+        b = timed(predict_cmd(corpus(256), OUT / "rss256.jsonl", "float32", weights, None), env=env)
+        print(f"  32 photos : {a['peak_rss_mb']:.1f} MB ({a['wall_s']:.1f} s)")
+        print(f"  256 photos: {b['peak_rss_mb']:.1f} MB ({b['wall_s']:.1f} s)")
         print(f"  ratio     : {b['peak_rss_mb'] / a['peak_rss_mb']:.3f}")
-    print(f"\n(rerun: python {Path(__file__).relative_to(ROOT)} --images {n} --repeat {args.repeat}"
-          f"{' --rss' if args.rss else ''})")
+    print(f"\n(rerun: python {Path(__file__).relative_to(ROOT)} --n {n} --repeat {args.repeat} "
+          f"--calibrate-n {args.calibrate_n}{' --loop' if args.loop else ''}{' --rss' if args.rss else ''})")
 
 
 if __name__ == "__main__":

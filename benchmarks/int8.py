@@ -1,14 +1,14 @@
 """INT8 vs float32 on OpenVINO: a 64-photo folder of 12-MP JPEGs, whole command, same run.
 
-usage: python benchmarks/int8.py [--images 64] [--repeat 3]
+usage: python benchmarks/int8.py [--n 64] [--repeat 3]
 
 Exports the calibrated seeded weights (bench-out/weights.h5) as a float32 IR and as an INT8 IR
-calibrated on a separate 32-photo corpus (`xception export openvino --int8 --calibrate`), then
+calibrated on a separate 32-photo corpus (seed 1) (`xception export openvino --int8 --calibrate`), then
 times, interleaved, `xception predict DIR -f jsonl -o FILE --no-progress` with --weights the .h5
 (the default OpenVINO path), the float32 IR and the INT8 IR. Agreement of INT8 with float32 is
 printed beside the speed: top-1 over the folder, and max |dp| over all 1000 probabilities from
-`xception benchmark --compare-weights` on the same photos. The corpora come from
-../shared/bench/make_corpus.py (benchmarks may read ../shared; tests never do).
+`xception benchmark --compare-weights` on the same photos. The corpora (photo-like 12-MP JPEGs) are
+made by benchmarks/make_corpus.py. folder.py measures INT8 against its floor and the naive script.
 """
 
 from __future__ import annotations
@@ -21,19 +21,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, ROOT, XCEPTION, corpus, machine, timed, weights_file  # noqa: E402
+from _common import OUT, ROOT, XCEPTION, corpus, header, timed, weights_file  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--n", "--images", dest="images", type=int, default=64, help="photos in the corpus")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
+    header("INT8 IR vs float32 on OpenVINO, whole command")
     OUT.mkdir(exist_ok=True)
     weights = weights_file()
-    folder, calibration = corpus(args.images), corpus(32)
-    print(f"machine: {machine()}", flush=True)
+    folder, calibration = corpus(args.images), corpus(32, seed=1)
     f32_ir, int8_ir = OUT / "xception-f32.xml", OUT / "xception-int8.xml"
     r = timed([XCEPTION, "export", "openvino", "-o", str(f32_ir), "--weights", str(weights)])
     print(f"export float32 IR: {r['wall_s']:.1f} s", flush=True)
@@ -76,7 +76,7 @@ def main() -> None:
     print(f"  model only, batch 8 (benchmark --compare-weights): {wc['speedup_compare_vs_weights']['8']:.2f}x")
     print(f"  top-1 agreement on the folder: {agree}/{len(a)}; on {wc['agreement_inputs']}: "
           f"{wc['top1_agreement']:.0%}, max |dp| {wc['max_abs_probability_difference']:.3g}")
-    print(f"\n(rerun: python {Path(__file__).relative_to(ROOT)} --images {n} --repeat {args.repeat})")
+    print(f"\n(rerun: python {Path(__file__).relative_to(ROOT)} --n {n} --repeat {args.repeat})")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, weights_file  # noqa: E402
+from _common import header, machine, weights_file  # noqa: E402
 
 
 def median_ms(fn, x, iterations: int) -> float:
@@ -35,9 +35,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--iterations", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--weights", help="an official-layout .h5 (default: generated seeded weights, cached)")
     args = ap.parse_args()
 
-    weights = weights_file()
+    header("model call per runtime vs keras.applications.Xception(...).predict, one process")
+    weights = weights_file(args.weights)
     from xception_cli.engine import get_engine
     from xception_cli.runtimes.tensorflow import import_tensorflow_quietly
 

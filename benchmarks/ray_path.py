@@ -1,12 +1,12 @@
 """`predict --ray` against the local path on the same folder of 12-MP photos, whole command, same run.
 
-usage: python benchmarks/ray_path.py [--images 64] [--repeat 2]
+usage: python benchmarks/ray_path.py [--n 64] [--repeat 2]
 
 Times, interleaved: the local pipeline (`xception predict DIR -o FILE`), the Ray Data path with a
 local file output (`--ray -o FILE`) and with shard output (`--ray -o DIR/`), each starting its own
 local Ray (as a user's first run does). Reports the overhead honestly and the per-actor
-throughput that a cluster estimate builds on. Corpus from ../shared/bench/make_corpus.py
-(benchmarks may read ../shared; tests never do).
+throughput that a cluster estimate builds on. Corpus (photo-like 12-MP JPEGs) from
+benchmarks/make_corpus.py.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, ROOT, XCEPTION, corpus, machine, timed, weights_file  # noqa: E402
+from _common import OUT, ROOT, XCEPTION, corpus, header, timed, weights_file  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--n", "--images", dest="images", type=int, default=64, help="photos in the corpus")
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
+    header("predict --ray vs the local path, whole command")
     OUT.mkdir(exist_ok=True)
     weights, folder = weights_file(), corpus(args.images)
     shards = OUT / "ray-shards"
-    print(f"machine: {machine()}", flush=True)
     common = ["--no-progress", "--weights", str(weights)]
     runs = {
         "local, -o FILE": [XCEPTION, "predict", str(folder), "-o", str(OUT / "local.jsonl"), *common],
@@ -57,7 +57,7 @@ def main() -> None:
         r = statistics.median(rates)
         print(f"\nRay, one actor on this machine, while classifying: {r:.2f} images/s (median of the runs' "
               f"closing lines); overhead vs local: {med['--ray, -o FILE'] - med['local, -o FILE']:+.1f} s")
-    print(f"\n(rerun: python {Path(__file__).relative_to(ROOT)} --images {n} --repeat {args.repeat})")
+    print(f"\n(rerun: python {Path(__file__).relative_to(ROOT)} --n {n} --repeat {args.repeat})")
 
 
 if __name__ == "__main__":

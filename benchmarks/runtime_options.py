@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, PY, machine, weights_file  # noqa: E402
+from _common import OUT, PY, header, machine, weights_file  # noqa: E402
 
 SIZE = 299
 
@@ -129,6 +129,7 @@ def main() -> None:
         print(json.dumps(startup(args.startup, args.cache_dir)))
         return
 
+    header("OpenVINO runtime options vs the folded TensorFlow call, model only")
     t_start = time.perf_counter()
     weights = weights_file()
     rows: list[tuple[str, int, float, float, str]] = []  # (what, batch, ms per batch, images/s, note)
@@ -193,8 +194,7 @@ def main() -> None:
         ms, rate = sync_rate(folded, x[bs], args.iterations)
         rows.append((f"TensorFlow {tf.__version__} folded f32 (fused.py)", bs, ms, rate, ""))
 
-    print(f"\nmachine: {machine()}")
-    print(f"OpenVINO {ov.__version__.split('-')[0]} CPU device: {cpu_name}; "
+    print(f"\nOpenVINO {ov.__version__.split('-')[0]} CPU device: {cpu_name}; "
           f"plugin's default INFERENCE_PRECISION_HINT: {default_precision}")
     print(f"\n{'call':<50}{'batch':>6}{'ms/batch':>10}{'images/s':>10}  note")
     for what, bs, ms, rate, note in rows:

@@ -3,11 +3,15 @@
 # The seed notes claim Xception has far less compute than Inception-v3 yet trains slower;
 # `xception summary --compare inception-v3` settles the compute, this settles the speed.
 # usage: bash benchmarks/seed_claim.sh [ITERATIONS]   (writes bench-out/seed-*.json, prints a table)
+# The environment is $VENV (default .venv), as in the Makefile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-5}
+venv=${VENV:-.venv}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's package, whichever venv runs it
 mkdir -p bench-out
-bin=.venv/bin/xception
+bin=$venv/bin/xception
+"$venv/bin/python" -c 'import sys; sys.path.insert(0, "benchmarks"); from _common import header; header("Xception vs Inception-v3, inference and one SGD step, batch 8")'
 for model in xception inception-v3; do
   for mode in inference train; do
     # --runtime tensorflow: both models on the same runtime (Inception-v3 runs on Keras)
@@ -15,7 +19,7 @@ for model in xception inception-v3; do
       -o "bench-out/seed-$model-$mode.json"
   done
 done
-.venv/bin/python - <<'PY'
+"$venv/bin/python" - <<'PY'
 import json
 rows = {}
 for model in ("xception", "inception-v3"):

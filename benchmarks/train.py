@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, PY, ROOT, XCEPTION, machine, weights_file  # noqa: E402
+from _common import OUT, PY, ROOT, XCEPTION, header, weights_file  # noqa: E402
 
 KERAS_RECIPE = r"""
 import json, sys, time
@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=30)
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
+    header("xception train vs the Keras transfer-learning recipe, same data, same epochs")
     from xception_cli.synthetic import make_shapes_dataset
 
     OUT.mkdir(exist_ok=True)
@@ -64,7 +65,6 @@ def main() -> None:
     data = OUT / f"shapes-{args.per_class}"
     shutil.rmtree(data, ignore_errors=True)
     make_shapes_dataset(data, per_class=args.per_class)
-    print(f"machine: {machine()}", flush=True)
     print(f"dataset: 3 classes x {args.per_class} photos; {args.epochs} epochs each", flush=True)
 
     t0 = time.perf_counter()
