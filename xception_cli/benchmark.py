@@ -99,6 +99,15 @@ def result_record(batch_size: int, precision: str, mode: str, timing: Timing, ma
     }
 
 
+def precision_label(record: dict) -> str:
+    """The precision a result record ran in, said plainly: ``int8`` for quantized weights (the
+    precision asked for covers only their unquantized layers), ``float32 (bfloat16 asked)`` when
+    the CPU could not run what was asked."""
+    asked = record["precision"]
+    ran = record.get("precision_run", asked)
+    return ran if ran in (asked, "int8") else f"{ran} ({asked} asked)"
+
+
 # ---------------------------------------------------------------------------------------------
 # models
 

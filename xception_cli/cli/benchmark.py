@@ -110,8 +110,6 @@ def benchmark(batch_sizes, warmup, iterations, seconds, precision, runtime, comp
 
 def render_tables(result: dict, console) -> None:
     """A benchmark result as people read it: the system, one row per timed run, the comparisons."""
-    from .render import table
-
     sysinfo, model = result["system"], result["model"]
     flags = ("onednn", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
     feats = ", ".join(f"{k} {'yes' if sysinfo[k] else 'no'}" for k in flags if k in sysinfo)
@@ -131,24 +129,7 @@ def render_tables(result: dict, console) -> None:
         f"first call: {result['first_call_s']:.2f} s",
         highlight=False,
     )
-    rows = []
-    for r in result["results"]:
-        lat = r["latency_ms"]
-        ran = r.get("precision_run", r["precision"])
-        prec = ran if ran == r["precision"] else f"{r['precision']} (ran {ran})"
-        if "weights" in r:
-            prec += f" ({r['weights']})"
-        rows.append([r.get("runtime", "keras"), r["mode"], prec, r["batch_size"], r["iterations"],
-                     f"{r['images_per_second']:.2f}",
-                     f"{lat['p50']:.1f}", f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{r['ms_per_image']:.1f}",
-                     f"{r['gmacs_per_second']:.1f}", f"{r['peak_rss_mb']:.0f}"])
-    console.print(table(
-        ["Runtime", "Mode", "Precision", ("Batch", "right"), ("Iters", "right"), ("Images/s", "right"),
-         ("p50 ms", "right"), ("p90 ms", "right"), ("p99 ms", "right"), ("ms/image", "right"), ("GMAC/s", "right"),
-         ("Peak RSS MB", "right")],
-        rows, caption="images/s = batch / p50 latency; GMAC/s from the multiply-add count of `xception summary`; "
-        "peak RSS is the process's so far.",
-    ))
+    console.print(results_table(result))
     cmp = result.get("comparison")
     if cmp:
         parts = [f"batch {bs}: {x:.2f}x" for bs, x in cmp["speedup_bfloat16_vs_float32"].items()]
@@ -178,6 +159,44 @@ def render_tables(result: dict, console) -> None:
             f"ms/image; {e2e['decode_hidden_fraction']:.0%} of decoding hidden behind the model",
             highlight=False,
         )
+
+
+# The columns of the results table, and the order they are left out in when the terminal is narrow.
+_COLUMNS = [("Runtime", "code", None), ("Mode", "code", None), ("Precision", "text", None), ("Weights", "path", None),
+            ("Batch", "number", None), ("Iters", "number", None), ("Images/s", "number", "img/s"),
+            ("p50 ms", "number", None), ("p90 ms", "number", None), ("p99 ms", "number", None),
+            ("ms/image", "number", "ms/img"), ("GMAC/s", "number", None), ("Peak RSS MB", "number", None)]
+_LEFT_OUT_FIRST = ["Iters", "ms/image", "p90 ms", "Weights", "GMAC/s", "p99 ms", "Peak RSS MB"]
+_NOTES = {"Images/s": "images/s = batch / p50 latency",
+          "GMAC/s": "GMAC/s from the multiply-add count of `xception summary`",
+          "Peak RSS MB": "peak RSS is the process's so far"}
+
+
+def results_table(result: dict):
+    """One row per timed run. A runtime or mode shared by every row is said once, in the title;
+    the Weights column appears when two weights files were timed (--compare-weights)."""
+    from ..benchmark import precision_label
+    from .render import Column, table
+
+    wc = result.get("weights_comparison")
+    rows = []
+    for r in result["results"]:
+        lat = r["latency_ms"]
+        rows.append([r.get("runtime", "keras"), r["mode"], precision_label(r), r.get("weights", wc and wc["weights"]),
+                     r["batch_size"], r["iterations"], f"{r['images_per_second']:.2f}", f"{lat['p50']:.1f}",
+                     f"{lat['p90']:.1f}", f"{lat['p99']:.1f}", f"{r['ms_per_image']:.1f}",
+                     f"{r['gmacs_per_second']:.1f}", f"{r['peak_rss_mb']:.0f}"])
+    shared = {name: rows[0][i] for i, name in enumerate(("Runtime", "Mode"))
+              if rows and len({row[i] for row in rows}) == 1}
+    keep = [i for i, (name, _, _) in enumerate(_COLUMNS) if name not in shared and (name != "Weights" or wc)]
+    names = [_COLUMNS[i][0] for i in keep]
+    title = f"{shared['Mode']} on {shared['Runtime']}" if len(shared) == 2 else None
+
+    def caption(shown: set[str]) -> str:
+        return "; ".join(note for name, note in _NOTES.items() if name in shown) + "."
+
+    return table([Column(*_COLUMNS[i]) for i in keep], [[row[i] for i in keep] for row in rows], title=title,
+                 caption=caption, drop=[names.index(n) for n in _LEFT_OUT_FIRST if n in names], more="-f json")
 
 
 def _breakdown(result: dict) -> str:

@@ -65,22 +65,37 @@ class RichUI:
         return _Bar(self, total, label)
 
     def table(self, records, stream) -> None:
-        from ..output.paths import display_path
-        from .render import console, table
+        from .render import console
 
-        rows, sections = [], []
-        for r in records:
-            path = display_path(r.path)[0]
-            if r.error is not None:
-                rows.append([path, "", f"error: {r.error}", "", "", ""])
-            else:
-                for p in r.predictions:
-                    rows.append([path if p.rank == 1 else "", p.rank, p.label, p.index, p.wnid,
-                                 f"{p.probability:.2%}" if p.probability >= 1e-4 else f"{p.probability:.2e}"])
-            sections.append(len(rows) - 1)
-        t = table(["Image", ("#", "right"), "Label", ("Class", "right"), "WordNet ID", ("Probability", "right")],
-                  rows, sections=sections[:-1], fold_text_at=12)  # long paths fold: the numbers always show
-        console(file=stream).print(t)
+        console(file=stream).print(predictions_table(records))
+
+
+def percent(p: float) -> str:
+    """A probability as a percentage with two decimals: ``<0.01%`` below, ``>99.99%`` short of 1."""
+    if p < 1e-4:
+        return "<0.01%"
+    text = f"{p:.2%}"
+    return ">99.99%" if text == "100.00%" and p < 1 else text
+
+
+def predictions_table(records):
+    """The predictions as people read them: paths fold at their separators, probabilities as
+    percentages; when the terminal is narrow, WordNet ID and then Class are left out (said so)."""
+    from ..output.paths import display_path
+    from .render import Column, table
+
+    rows, sections = [], []
+    for r in records:
+        path = display_path(r.path)[0]
+        if r.error is not None:
+            rows.append([path, "", f"error: {r.error}", "", "", ""])
+        else:
+            for p in r.predictions:
+                rows.append([path if p.rank == 1 else "", p.rank, p.label, p.index, p.wnid, percent(p.probability)])
+        sections.append(len(rows) - 1)
+    columns = [Column("Image", "path"), Column("#", "number"), Column("Label"), Column("Class", "number"),
+               Column("WordNet ID", "code"), Column("Probability", "number", short="Prob.")]
+    return table(columns, rows, sections=sections[:-1], drop=(4, 3), more="-f jsonl")
 
 
 class _Bar:

@@ -92,9 +92,6 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, max_pairs, f
                            f"{len(pairs):,} most similar are listed (--max-pairs {max_pairs:,})", err=True)
             records = [{"a": display_path(a)[0], "b": display_path(b)[0], "similarity": round(s, 6)}
                        for a, b, s in pairs]
-            columns = ["Image", "Duplicate of", ("Similarity", "right")]
-            rows = [[r["a"], r["b"], f"{r['similarity']:.4f}"] for r in records]
-            sections = []
         else:
             from ..classifier import Embedder
             from ..weights.recorded import weights_for
@@ -117,25 +114,39 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, max_pairs, f
                 raise FatalError(f"{embeddings_file}: holds {db.shape[1]}-value embeddings, the query gives "
                                  f"{good[0].embedding.shape[0]}")
             matches = nearest(np.stack([r.embedding for r in good]), db, table.paths, top_k)
-            records, rows, sections = [], [], []
+            records = []
             for r, ms in zip(good, matches):
-                query = display_path(r.path)[0]
                 neighbors = [m.to_dict() | {"path": display_path(m.path)[0]} for m in ms]  # text, whatever the bytes
-                records.append({"path": query, "neighbors": neighbors})
-                rows += [[query if m["rank"] == 1 else "", m["rank"], m["path"], f"{m['similarity']:.4f}"]
-                         for m in neighbors]
-                sections.append(len(rows) - 1)
-            columns = ["Query", ("#", "right"), "Most similar", ("Similarity", "right")]
+                records.append({"path": display_path(r.path)[0], "neighbors": neighbors})
         if fmt == "jsonl":
             stream.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         else:
             from .render import console
-            from .render import table as rich_table
 
             if not records:
                 stream.write(f"no pairs at or above {threshold}\n" if duplicates else "")
             else:
-                console(file=stream).print(rich_table(columns, rows, sections=sections[:-1]))
+                console(file=stream).print(pairs_table(records) if duplicates else neighbours_table(records))
     if capped or (not duplicates and bad):
         sys.exit(1)  # some queries could not be read, or pairs were left out (each said so on stderr)
 
+
+def pairs_table(records: list[dict]):
+    """Near-duplicate pairs (``{"a", "b", "similarity"}``) as a table; paths fold at separators."""
+    from .render import table
+
+    return table([("Image", "path"), ("Duplicate of", "path"), ("Similarity", "number")],
+                 [[r["a"], r["b"], f"{r['similarity']:.4f}"] for r in records])
+
+
+def neighbours_table(records: list[dict]):
+    """Each query (``{"path", "neighbors"}``) and its nearest stored images, a rule between queries."""
+    from .render import table
+
+    rows, sections = [], []
+    for r in records:
+        rows += [[r["path"] if m["rank"] == 1 else "", m["rank"], m["path"], f"{m['similarity']:.4f}"]
+                 for m in r["neighbors"]]
+        sections.append(len(rows) - 1)
+    return table([("Query", "path"), ("#", "number"), ("Most similar", "path"), ("Similarity", "number")], rows,
+                 sections=sections[:-1])

@@ -87,6 +87,10 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
     finally:
         if bar is not None:
             bar.stop()
+    if bar is not None:  # on a terminal: how each class did
+        from .render import console
+
+        console(stderr=True).print(report_table(report))
     acc = report["final_val_accuracy"]
     t = report["timings_s"]
     click.echo(said(f"wrote {report['model']} ({len(report['classes'])} classes: {', '.join(report['classes'])})"),
@@ -96,3 +100,22 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
                + (f", fine-tuning {t['fine_tune']:.1f} s" if t["fine_tune"] else "")
                + f"; report in {report['model']}.report.json" + (f"; {len(report['skipped'])} unreadable photo(s) "
                                                                  "skipped" if report["skipped"] else ""), err=True)
+
+
+def report_table(report: dict):
+    """The training report per class: photos trained on and validated, validation accuracy, and
+    the classes its validation photos were taken for. Class names are folder names: data."""
+    from .render import table
+
+    per_copy = 4 if report.get("options", {}).get("augment") else 1  # --augment: 3 more copies of each photo
+    matrix = report["confusion_matrix"] or [[0] * len(report["classes"]) for _ in report["classes"]]
+    rows = []
+    for i, (name, row) in enumerate(zip(report["classes"], matrix)):
+        seen = sum(row)
+        wrong = sorted(((n, report["classes"][j]) for j, n in enumerate(row) if j != i and n), reverse=True)
+        rows.append([name, report["class_counts"]["train"][name] // per_copy, seen, row[i],
+                     f"{row[i] / seen:.1%}" if seen else "", ", ".join(f"{c} ({n})" for n, c in wrong[:3])])
+    return table(["Class", ("Trained on", "number"), ("Validated", "number"), ("Right", "number"),
+                  ("Accuracy", "number"), "Mistaken for"], rows, title="Validation, per class",
+                 caption="Mistaken for: what the class's validation photos were taken for, most often first "
+                 "(all in the confusion matrix of the report).", drop=(3, 1), more="the report's JSON")
