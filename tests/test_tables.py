@@ -136,22 +136,19 @@ def test_predict_table_fits(width):
         assert d.cells("Image")[0] == DEEP  # room: the path on one line
 
 
-def test_the_predict_table_on_an_80_column_terminal(monkeypatch):
-    """Through RichUI on a (fake) terminal: COLUMNS decides the width."""
+@pytest.mark.parametrize("width", [80, 100])
+def test_the_predict_table_on_a_terminal_takes_its_width_from_columns(monkeypatch, width):
+    """Through RichUI, on a stream that says it is a terminal: COLUMNS decides the width."""
     from xception_cli.cli.predict import RichUI
 
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("COLUMNS", str(width))
     monkeypatch.setenv("NO_COLOR", "1")
-    out = Terminal()
-    RichUI(show_progress=False).table(predict_records(), out)
-    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())
-    d = read_back(text)
-    check(d, 80, ["Image", "#", "Label", "Class", "WordNet ID", "Probability"], paths={"Image": [
-        r.path for r in predict_records()]})
+    terminal = type("Terminal", (io.StringIO,), {"isatty": lambda self: True})()
+    RichUI(show_progress=False).table(predict_records(), terminal)
+    d = read_back(re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", terminal.getvalue()))  # bold headers: escapes, not cells
+    check(d, width, ["Image", "#", "Label", "Class", "WordNet ID", "Probability"],
+          paths={"Image": [r.path for r in predict_records()]})
+    assert max(cell_len(line) for line in d.text.splitlines()) > width - 5  # the room is used
 
 
 # benchmark -----------------------------------------------------------------------------------------
