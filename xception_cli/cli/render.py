@@ -148,7 +148,7 @@ class FittedTable:
                 level, gone = lv, n
                 break
         out = self.drop[:gone]
-        for i in reversed(out[:-1]):  # a narrow column left out before a wide one may fit again
+        for i in reversed(out[:-1] if level < 4 else []):  # one left out before a wider one may fit again
             if self._least([j for j in everything if j not in out or j == i], level) > width:
                 break
             out = [j for j in out if j != i]
