@@ -155,21 +155,23 @@ class FittedTable:
         keep = [i for i in everything if i not in out]
         widths = [self.sizes[i].least(level, self.columns[i].kind) for i in keep]
         room = width - self._least(keep, level)
-        # Room left: to the text and path columns, a cell at a time in turn, first until no name in
-        # them is cut (a name longer than LONGEST_KEPT_WHOLE may be), then until nothing folds; then
-        # numbers' headers get their words whole, then one line.
+        # Room left, in this order: text and path columns until no name in them is cut (one longer
+        # than LONGEST_KEPT_WHOLE may be), a cell at a time in turn; numbers' headers their full
+        # words (not the short form); text until nothing folds; numbers' headers on one line.
         folded = [k for k, i in enumerate(keep) if self.columns[i].kind in ("text", "path")]
-        for goal in ("whole", "full"):
+        for goal in ("whole", "wrapped", "full", "one line"):
+            if goal in ("wrapped", "one line"):  # a header is whole or not: all the cells it needs, or none
+                for k, i in enumerate(keep):
+                    gap = getattr(self.sizes[i], "full" if goal == "one line" else goal) - widths[k]
+                    if k not in folded and 0 < gap <= room:
+                        widths[k] += gap
+                        room -= gap
+                continue
             targets = {k: min(getattr(self.sizes[keep[k]], goal), self.sizes[keep[k]].full) for k in folded}
             while room > 0 and (short_of := [k for k in folded if widths[k] < targets[k]]):
                 for k in short_of[:room]:
                     widths[k] += 1
                 room -= len(short_of[:room])
-        for goal in ("wrapped", "full"):
-            for k, i in enumerate(keep):
-                give = min(room, max(0, getattr(self.sizes[i], goal) - widths[k]))
-                widths[k] += give
-                room -= give
         return _Layout(keep, widths, [self.columns[i].name for i in out])
 
     def header(self, i: int, width: int) -> str:
