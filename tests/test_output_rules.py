@@ -204,9 +204,9 @@ def test_a_newline_in_a_file_name_cannot_fake_a_log_line(xc, photos, tmp_path):
 
 
 def test_an_extension_no_format_owns_is_refused(xc, photos, tmp_path):
-    r = xc("predict", photos, "-o", tmp_path / "report.html")
-    assert r.exit_code == 2 and "no output format is written as .html files" in r.stderr
-    assert not (tmp_path / "report.html").exists()
+    r = xc("predict", photos, "-o", tmp_path / "report.pdf")
+    assert r.exit_code == 2 and "no output format is written as .pdf files" in r.stderr
+    assert not (tmp_path / "report.pdf").exists()
 
 
 def test_similar_says_which_stored_vectors_cannot_match(tmp_path):
@@ -424,11 +424,11 @@ def test_terminated_like_ctrl_c_leaves_nothing(weights_file, photos, tmp_path, n
 
 
 def test_reports_take_their_format_by_the_same_rules(tmp_path):
-    for name in ("s.html", "s.jsonl"):
+    for name in ("s.pdf", "s.jsonl", "s.html"):
         r = CliRunner().invoke(cli, ["summary", "-o", str(tmp_path / name)])
         assert r.exit_code == 2 and not (tmp_path / name).exists()
-    assert "no output format is written as .html files" in CliRunner().invoke(
-        cli, ["summary", "-o", str(tmp_path / "s.html")]).stderr
+    assert "no output format is written as .pdf files" in CliRunner().invoke(
+        cli, ["summary", "-o", str(tmp_path / "s.pdf")]).stderr
     assert "summary writes table (.txt), json (.json), csv (.csv), not jsonl" in CliRunner().invoke(
         cli, ["summary", "-o", str(tmp_path / "s.jsonl")]).stderr
     r = CliRunner().invoke(cli, ["summary", "-o", str(tmp_path / "s.txt")])

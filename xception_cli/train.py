@@ -289,9 +289,10 @@ def fine_tune(o: TrainOptions, data: Dataset, weights: dict, log, on_epoch) -> t
 
 def run(o: TrainOptions, log: Callable[[str], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train; write ``o.output`` and ``o.output`` + ``.report.json``, published together; return
-    the report."""
+    """Train; write ``o.output``, ``o.output`` + ``.report.json`` and the report as a page (``.report.html``),
+    published together; return the report."""
     from .discovery import links_note
+    from .output.charts import train_page
     from .output.target import Protected, Publication
     from .weights import describe, weights_files, weights_source
 
@@ -313,9 +314,11 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
                           weights=[*weights_files(o.weights), *[str(p) for p in [source.path] if p]])
     with Publication(protected) as pub:  # both refused or claimed before any work; published together
         model_tmp, report_tmp = pub.stage(out), pub.stage(f"{out}.report.json", companion=True)
+        page_tmp = pub.stage(f"{out}.report.html", companion=True)  # the report as a page (output.charts)
         report = _train(o, data, source, model_tmp, log or (lambda msg: None), on_epoch or (lambda row: None))
         report["model"] = str(out)
         Path(report_tmp).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        Path(page_tmp).write_text(train_page(report), encoding="utf-8")
     return report
 
 

@@ -30,8 +30,8 @@ from .common import (
               help="Cosine similarity for --duplicates.")
 @click.option("--max-pairs", type=click.IntRange(1), default=100_000, show_default=True,
               help="List at most N pairs with --duplicates: the most similar (more are counted on stderr, exit 1).")
-@click.option("-f", "--format", "fmt", type=click.Choice(["table", "jsonl"]), default=None,
-              help="table on a terminal, jsonl otherwise.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "jsonl", "html"]), default=None,
+              help="table on a terminal, jsonl otherwise; html: a page of the --duplicates groups (-o dups.html).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")
 @click.option("--weights", default=None, metavar="imagenet|PATH|none",
               help="Weights for embedding the queries: those the embeddings file was made with (a file is "
@@ -72,7 +72,8 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, max_pairs, f
 
     # the output is checked and claimed before any work, and published only when all went well
     with report_output(output, [embeddings_file, *queries], weights_files(weights)) as stream:
-        fmt = pick_format(fmt, output, ("table", "jsonl"), "jsonl", "similar")  # after the output is checked
+        fmt = pick_format(fmt, output, ("table", "jsonl", "html") if duplicates else ("table", "jsonl"), "jsonl",
+                          "similar")  # after the output is checked
         table = load_embeddings(embeddings_file)  # OutputError when it holds no embeddings
         bad_rows = np.flatnonzero(unusable(table.embeddings))
         if len(bad_rows):  # they would match nothing (or everything): left out, and said so
@@ -118,7 +119,11 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, max_pairs, f
             for r, ms in zip(good, matches):
                 neighbors = [m.to_dict() | {"path": display_path(m.path)[0]} for m in ms]  # text, whatever the bytes
                 records.append({"path": display_path(r.path)[0], "neighbors": neighbors})
-        if fmt == "jsonl":
+        if fmt == "html":
+            from ..output.html import duplicates_page
+
+            stream.write(duplicates_page(pairs, threshold, embeddings_file))
+        elif fmt == "jsonl":
             stream.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         else:
             from .render import console

@@ -49,7 +49,8 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
 
     The base network's features are computed once and the new head trains on them in seconds.
     Writes MODEL.h5 (your class names inside) and MODEL.h5.report.json (per-epoch loss and
-    accuracy, validation accuracy, confusion matrix, class counts, timings).
+    accuracy, validation accuracy, confusion matrix, class counts, timings), and the same report
+    as a page to open in a browser: MODEL.h5.report.html (curves and confusion matrix).
     """
     from ..train import TrainOptions, run
 
@@ -98,8 +99,8 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
     click.echo(f"validation accuracy {acc:.1%}" if acc is not None else "no validation photos", err=True)
     click.echo(f"features {t['features']:.1f} s, head {t['head']:.1f} s"
                + (f", fine-tuning {t['fine_tune']:.1f} s" if t["fine_tune"] else "")
-               + f"; report in {report['model']}.report.json" + (f"; {len(report['skipped'])} unreadable photo(s) "
-                                                                 "skipped" if report["skipped"] else ""), err=True)
+               + f"; report in {report['model']}.report.json and .report.html"
+               + (f"; {len(report['skipped'])} unreadable photo(s) skipped" if report["skipped"] else ""), err=True)
 
 
 def report_table(report: dict):

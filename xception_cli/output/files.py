@@ -21,7 +21,6 @@ import tempfile
 from typing import IO
 
 from ..errors import OutputError
-from .arrays import ArrayWriter
 from .formats import FORMATS
 from .paths import shown
 from .records import CSV_HEADER
@@ -215,7 +214,7 @@ class RecordsOutput:
     def writer(self, options: dict | None = None, meta: dict | None = None):
         """The writer for this file (streaming formats start writing now)."""
         if not FORMATS[self.fmt].streaming:
-            return ArrayWriter(self._publish, self.fmt, meta or {}, earlier=self.kept)
+            return FORMATS[self.fmt].writer(self._publish, self.fmt, meta or {}, earlier=self.kept)
         return FORMATS[self.fmt].writer(self.begin(), append=self.append, options=options)
 
     def begin(self) -> IO[str]:

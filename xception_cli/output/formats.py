@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import OutputError
 from .arrays import ArrayWriter, read_npz, read_parquet
+from .html import HtmlWriter
 from .paths import shown
 from .records import COMMAND, CsvWriter, JsonlWriter, JsonWriter
 from .resume import read_csv, read_jsonl
@@ -43,6 +44,7 @@ FORMATS = {f.name: f for f in (
     Format("json", (".json",), ("predictions",), JsonWriter, True, None),
     Format("npz", (".npz",), ("embedding",), ArrayWriter, False, read_npz),
     Format("parquet", (".parquet", ".pq"), ("embedding",), ArrayWriter, False, read_parquet, BOTH),
+    Format("html", (".html", ".htm"), ("predictions",), HtmlWriter, False, None),  # a page for people (output.html)
 )}
 
 
@@ -112,6 +114,9 @@ def choose_format(explicit: str | None, output: str | None, key: str, *, termina
     fmt = FORMATS[chosen]
     if resume and explicit is None and output and fmt.terminal:
         return None  # --resume continues the file in its own format
+    if resume and chosen == "html" and key in fmt.heads:
+        raise OutputError(f"{shown(output or '-')}: an html page is written whole, --resume cannot continue it "
+                          "(a run to resume writes -o FILE.jsonl)")
     if chosen not in allowed:
         files = [f for f in allowed if not FORMATS[f].terminal]
         where = " shards" if shards else ""
