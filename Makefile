@@ -9,6 +9,12 @@ install:  ## create .venv and install the package (editable) with every extra an
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[export,parquet,ray,test]'
+	@# the browser the report-page tests open pages in (tests/browser.py): Debian's chromium, when
+	@# missing and apt-get can install it (as root); otherwise those tests skip, saying why
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+		|| { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+		>/dev/null 2>&1; } || echo "chromium not installed: the report-page tests will skip"; fi
 
 test:  ## run the test suite
 	$(BIN)/python -m pytest -q
