@@ -17,6 +17,7 @@ from .. import __version__  # noqa: E402
 from .benchmark import benchmark  # noqa: E402
 from .common import CONTEXT, FatalError, friendly_errors, said  # noqa: E402,F401
 from .embed import embed  # noqa: E402
+from .explain import explain  # noqa: E402
 from .export import export  # noqa: E402
 from .predict import predict  # noqa: E402
 from .similar import similar  # noqa: E402
@@ -71,7 +72,7 @@ def cli():
     """
 
 
-for command in (predict, embed, similar, train, summary, benchmark, export):
+for command in (predict, embed, explain, similar, train, summary, benchmark, export):
     cli.add_command(command)
 
 
