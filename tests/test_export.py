@@ -46,13 +46,20 @@ def assert_same(ours, theirs):
 
 @pytest.fixture(scope="module")
 def float32_ir(tmp_path_factory, weights_file):
+    """The default export: float32 weights, uint8 pixels in."""
     out = tmp_path_factory.mktemp("ir") / "xception.xml"
     r = export("openvino", "-o", out, "--weights", weights_file)
     assert r.exit_code == 0, r.output
     return out
 
 
-def test_openvino_ir_round_trips(float32_ir, weights_file, photos_batch, reference_probs):
+@pytest.fixture(scope="module")
+def pixels(samples):
+    """The samples as predict sees them, before scaling: uint8 (4, 299, 299, 3)."""
+    return np.stack([load_image(p) for p in samples])
+
+
+def test_openvino_ir_round_trips(float32_ir, weights_file, pixels, photos_batch, reference_probs):
     import openvino as ov
 
     assert float32_ir.with_suffix(".bin").stat().st_size > 88e6  # float32 kept, not fp16
@@ -61,8 +68,74 @@ def test_openvino_ir_round_trips(float32_ir, weights_file, photos_batch, referen
     assert meta["weights"]["md5"] == md5(weights_file)
     assert len(meta["labels"]) == 1000 and meta["labels"][281] == ["n02123045", "tabby"]
     assert meta["input"]["shape"] == ["N", 299, 299, 3] and meta["preprocessing"]["crop_pct"] == 0.875
+    assert meta["input_kind"] == "uint8" and meta["input"]["dtype"] == "uint8" and meta["input"]["layout"] == "NHWC"
+    model = ov.Core().read_model(str(float32_ir))
+    (inp,) = model.inputs
+    # what OpenVINO Model Server needs to decode JPEG/PNG itself: u8, NHWC, the layout in the IR
+    assert inp.get_element_type() == ov.Type.u8 and str(inp.get_partial_shape()) == "[?,299,299,3]"
+    assert ov.layout_helpers.get_layout(inp) == ov.Layout("NHWC")
+    assert np.abs(to_input(pixels) - photos_batch).max() == 0  # the same image as predict's
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert_same(compiled(pixels)[0], reference_probs)
+
+
+def test_an_ir_fed_pixels_gives_predicts_probabilities(float32_ir, weights_file, samples, pixels):
+    """A server feeding the IR uint8 pixels gets what `predict` gives for the same photos (the
+    ONNX model: test_onnx_round_trips_in_onnx_runtime, against the same reference)."""
+    import openvino as ov
+
     compiled = ov.Core().compile_model(str(float32_ir), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    from_ir = compiled(pixels)[0]
+    r = CliRunner().invoke(cli, ["predict", *map(str, samples), "-f", "jsonl", "-k", "5", "--weights",
+                                 str(weights_file)])
+    assert r.exit_code == 0, r.output
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["path"] for x in records] == [str(p) for p in samples]
+    for i, record in enumerate(records):
+        assert [p["index"] for p in record["predictions"]] == list(np.argsort(-from_ir[i], kind="stable")[:5])
+        assert max(abs(from_ir[i, p["index"]] - p["probability"]) for p in record["predictions"]) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def float_input_ir(tmp_path_factory, weights_file):
+    out = tmp_path_factory.mktemp("float-ir") / "f.xml"
+    r = export("openvino", "--input", "float", "-o", out, "--weights", weights_file)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_input_float_keeps_the_float_input(float_input_ir, tmp_path, weights_file, photos_batch, reference_probs):
+    import openvino as ov
+
+    ort = pytest.importorskip("onnxruntime")
+    ir, onnx_out = float_input_ir, tmp_path / "f.onnx"
+    assert export("onnx", "--input", "float", "-o", onnx_out, "--weights", weights_file).exit_code == 0
+    model = ov.Core().read_model(str(ir))
+    assert model.input(0).get_element_type() == ov.Type.f32 and model.input(0).get_any_name() == "input_image"
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     assert_same(compiled(photos_batch)[0], reference_probs)
+    session = ort.InferenceSession(str(onnx_out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+    assert_same(session.run(None, {"input_image": photos_batch})[0], reference_probs)
+    for f in (ir, onnx_out):
+        meta = json.loads(f.with_name(f.name + ".meta.json").read_text())
+        assert meta["input_kind"] == "float" and meta["input"]["dtype"] == "float32"
+        assert meta["input"]["range"].startswith("[-1, 1]")
+    r = export("saved-model", "--input", "float", "-o", tmp_path / "sm", "--weights", weights_file)
+    assert r.exit_code == 2 and "--input is for openvino and onnx" in r.stderr
+
+
+def test_the_runtime_feeds_either_kind_of_ir(float32_ir, float_input_ir, pixels, photos_batch):
+    """What loads an exported IR for prediction takes pixels or [-1, 1] floats, whatever the IR takes."""
+    from xception_cli.runtimes.openvino import compile_model, core, make_async_infer, make_infer
+
+    results = []
+    for path in (float32_ir, float_input_ir):
+        compiled = compile_model(core().read_model(str(path)))
+        infer = make_infer(compiled)
+        in_flight = make_async_infer(compiled, 2)([pixels[:2], photos_batch[2:]])  # one of each kind
+        results += [infer(pixels), infer(photos_batch), np.concatenate(list(in_flight))]
+    assert all(r.shape == (4, 1000) and np.abs(r - results[0]).max() < 1e-5 for r in results)
 
 
 def test_predict_accepts_an_exported_ir(float32_ir, weights_file, samples):
@@ -123,6 +196,10 @@ def test_int8_export_checks_itself_and_is_deterministic(tmp_path, weights_file, 
     assert md5(outs[0].with_suffix(".bin")) == md5(outs[1].with_suffix(".bin"))  # same photos, same model
     meta = json.loads(outs[0].with_name(outs[0].name + ".meta.json").read_text())
     assert meta["precision"] == "int8" and meta["int8"]["held_out_photos"] == 3
+    assert meta["input_kind"] == "uint8"  # calibrated on pixels, as it is fed
+    import openvino as ov
+
+    assert ov.Core().read_model(str(outs[0])).input(0).get_element_type() == ov.Type.u8
     assert outs[0].with_suffix(".bin").stat().st_size < 40e6  # INT8 weights
     # predict runs it, with ImageNet labels, and says it ran INT8 in benchmark records
     r = CliRunner().invoke(cli, ["predict", *map(str, samples), "-f", "jsonl", "--weights", str(outs[0])])
@@ -190,19 +267,22 @@ def test_saved_model_signatures_and_labels(tmp_path, weights_file, samples, phot
     assert os.listdir(out.parent) == ["1"]  # the folder published whole: nothing staged left beside it
 
 
-def test_onnx_round_trips_in_onnx_runtime(tmp_path, weights_file, photos_batch, reference_probs):
+def test_onnx_round_trips_in_onnx_runtime(tmp_path, weights_file, pixels, reference_probs):
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
     out = tmp_path / "xception.onnx"
     r = export("onnx", "-o", out, "--weights", weights_file)
     assert r.exit_code == 0, r.output
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    (probs,) = session.run(None, {"input_image": photos_batch})
+    (inp,) = session.get_inputs()
+    assert (inp.name, inp.type, inp.shape) == ("input_image", "tensor(uint8)", ["N", 299, 299, 3])
+    (probs,) = session.run(None, {"input_image": pixels})
     assert_same(probs, reference_probs)
     props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
-    assert props["xception.precision"] == "float32"
+    assert props["xception.precision"] == "float32" and props["xception.input_kind"] == "uint8"
     meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
     assert meta["weights"]["md5"] == md5(weights_file)
+    assert meta["input_kind"] == "uint8" and meta["input"]["dtype"] == "uint8"
     assert meta["model_files"] == {"onnx": {"size": out.stat().st_size, "sha256": sha256(out)}}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["xception.onnx", "xception.onnx.meta.json"]
 

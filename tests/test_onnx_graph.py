@@ -62,6 +62,29 @@ def test_classifier_matches_keras_reference(top_weights, reference_model, photos
     np.testing.assert_array_equal(top5(one_by_one), top5(probs))
 
 
+def test_pixel_input_scales_as_predict_does(top_weights, samples):
+    """input_kind="uint8": pixels in, the same scaling inside as preprocess.to_input (same values)."""
+    from xception_cli.preprocess import load_image, to_input
+
+    pixels = np.stack([load_image(p) for p in samples[:2]])
+    model = build_onnx(top_weights, input_kind="uint8")
+    (inp,) = model.graph.input
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert [n.op_type for n in model.graph.node[:4]] == ["Cast", "Div", "Add", "Transpose"]
+    sess = session(model)
+    (scaled,) = [n.output[0] for n in model.graph.node[2:3]]
+    probe = onnx.helper.make_model_gen_version(
+        onnx.helper.make_graph(model.graph.node[:3], "probe", list(model.graph.input),
+                               [onnx.helper.make_tensor_value_info(scaled, onnx.TensorProto.FLOAT, None)],
+                               initializer=[i for i in model.graph.initializer if i.name.startswith("input_image/")]),
+        opset_imports=model.opset_import)
+    np.testing.assert_array_equal(session(probe).run(None, {"input_image": pixels})[0], to_input(pixels))
+    float_model = session(build_onnx(top_weights))
+    assert np.abs(sess.run(None, {"input_image": pixels})[0] - run(float_model, to_input(pixels))).max() < 1e-6
+    with pytest.raises(ValueError, match="input kind must be one of uint8, float"):
+        build_onnx(top_weights, input_kind="int8")
+
+
 @pytest.mark.parametrize("size, pooling", [(150, "avg"), (150, "max"), (71, None)])
 def test_headless_matches_keras_reference(top_weights, samples, size, pooling):
     import keras

@@ -308,6 +308,13 @@ def to_input(pixels: np.ndarray, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> 
     return x
 
 
+def from_input(x: np.ndarray, cfg: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """``to_input``'s inverse: Xception's float32 input back to uint8 RGB pixels (exact on what
+    ``to_input`` gives; other values round to the nearest level, clipped to 0-255)."""
+    y = (np.asarray(x, dtype=np.float32) - np.float32(cfg.offset)) * np.float32(cfg.scale)
+    return np.clip(np.rint(y, out=y), 0, 255, out=y).astype(np.uint8)
+
+
 def preprocess_image(source, size: int = DEFAULT_PREPROCESS.input_size, resize: str = "center-crop") -> np.ndarray:
     """``load_image`` then ``to_input``: the float32 ``(size, size, 3)`` array the model takes."""
     return to_input(load_image(source, size, resize))

@@ -21,10 +21,13 @@ from .common import CONTEXT, friendly_errors, said, stderr_is_terminal, weights_
 @click.option("--resize", type=click.Choice(RESIZE_MODES), default=None,
               help="How calibration photos are preprocessed, as predict would [default: what the weights file "
               "says, else center-crop].")
+@click.option("--input", "input_kind", type=click.Choice(["uint8", "float"]), default=None,
+              help="What the model takes (openvino, onnx): uint8 RGB pixels, NHWC, scaled inside the model, "
+              "so a server can be sent pixels or image bytes [default]; or float32 already scaled to [-1, 1].")
 @click.option("-f", "--format", "out_fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="What to print about the export on stdout.")
 @friendly_errors
-def export(fmt, output, weights, int8, calibrate, calibration_size, resize, out_fmt):
+def export(fmt, output, weights, int8, calibrate, calibration_size, resize, input_kind, out_fmt):
     """Export the network for serving: OpenVINO IR (float32 or INT8), TensorFlow SavedModel, ONNX.
 
     \b
@@ -33,10 +36,15 @@ def export(fmt, output, weights, int8, calibrate, calibration_size, resize, out_
       xception export openvino --int8 --calibrate ~/Photos/sample -o xception-int8.xml
       xception export saved-model -o serving/xception/1
       xception export onnx -o xception.onnx
+      xception export onnx --input float -o xception-float.onnx
       xception predict ~/Photos --weights xception-int8.xml
 
+    The IR and the ONNX model take uint8 RGB pixels (N, 299, 299, 3), already resized, and
+    scale them inside; the IR records its NHWC layout, so OpenVINO Model Server can be sent
+    JPEG/PNG bytes. --input float keeps a float32 input scaled to [-1, 1] by the client.
+
     Each export writes NAME.EXT.meta.json beside the model (in a SavedModel: xception.meta.json):
-    weights md5, preprocessing, labels, precision, and each model file's size and sha256. The
+    weights md5, preprocessing, input kind, labels, precision, and each model file's size and sha256. The
     files are published together once complete: an interrupted export leaves the earlier one.
     INT8 changes the numbers: the command prints top-1 agreement and max |dp| against float32
     on held-out photos.
@@ -48,7 +56,7 @@ def export(fmt, output, weights, int8, calibrate, calibration_size, resize, out_
 
     log = lambda msg: click.echo(said(msg), err=True)  # noqa: E731
     result = run_export(fmt, output, weights=weights, int8=int8, calibrate=calibrate,
-                        calibration_size=calibration_size, resize=resize, log=log)
+                        calibration_size=calibration_size, resize=resize, log=log, input_kind=input_kind)
     if out_fmt == "json":
         click.echo(json.dumps(result_dict(result), indent=2))
         return

@@ -8,6 +8,10 @@ realisation, each format with a metadata file beside it.
   ``[-1, 1]`` and uint8 pixels), the labels as an asset (``saved_model``).
 - ``onnx``: an ONNX model (opset 17) that ONNX Runtime runs.
 
+``openvino`` and ``onnx`` take uint8 RGB pixels (NHWC) by default, scaled inside the model, so a
+serving client sends pixels (OpenVINO Model Server: image bytes); ``input_kind="float"`` keeps
+the float32 ``[-1, 1]`` input (``export.inputs``). The metadata records which (``input_kind``).
+
 Every file of an export (the IR's ``.xml`` and ``.bin``, the ONNX file, the SavedModel's folder,
 and the metadata beside each) goes through one ``output.target.Publication``: each is refused
 before any work when it is the weights file or a calibration photo (any spelling, link), written
@@ -35,6 +39,7 @@ from ..errors import XceptionError
 from ..output.target import Protected, Publication
 from ..weights import class_labels, describe, metadata_path, preprocessing_record, weights_files
 from ..weights.metadata import file_record
+from .inputs import DEFAULT_INPUT_KIND, check_input_kind, io_record, with_pixel_input
 
 FORMATS = ("openvino", "saved-model", "onnx")
 MIN_CALIBRATION = 10  # photos: fewer cannot calibrate INT8 and still hold some out to check it
@@ -130,8 +135,9 @@ def _check_target(output: str | os.PathLike, fmt: str) -> Path:
 def export(fmt: str, output: str | os.PathLike, *, weights="imagenet", int8: bool = False,
            calibrate: str | None = None, calibration_size: int = 300, resize: str | None = None,
            workers: int | None = None, log: Callable[[str], None] | None = None,
-           progress=None) -> ExportResult:
-    """Export Xception with ``weights`` as ``fmt`` to ``output`` (see the module's docstring)."""
+           progress=None, input_kind: str | None = None) -> ExportResult:
+    """Export Xception with ``weights`` as ``fmt`` to ``output`` (see the module's docstring);
+    ``input_kind``: ``"uint8"`` (default) or ``"float"``, for ``openvino`` and ``onnx``."""
     import time
 
     from ..engine import Engine
@@ -146,6 +152,9 @@ def export(fmt: str, output: str | os.PathLike, *, weights="imagenet", int8: boo
         raise ExportError("--int8 needs --calibrate DIR: a folder of your own photos (100-300 recommended)")
     if calibrate and not int8:
         raise ExportError("--calibrate is for --int8")
+    if input_kind is not None and fmt == "saved-model":
+        raise ExportError("--input is for openvino and onnx: a SavedModel has a float32 and a uint8 signature")
+    kind = check_input_kind(input_kind or DEFAULT_INPUT_KIND)
     out = _check_target(output, fmt)
     photos = calibration_photos(calibrate) if int8 else []
     engine = Engine(weights=weights, runtime_request="tensorflow" if fmt == "saved-model" else "auto",
@@ -166,10 +175,10 @@ def export(fmt: str, output: str | os.PathLike, *, weights="imagenet", int8: boo
             weights_np = weight_arrays(NetworkSpec(source))
             timings = {"read_weights_s": time.perf_counter() - t0}
             if fmt == "openvino":
-                result = _export_openvino(out, staged, weights_np, source, int8, calibrate, calibration_size,
+                result = _export_openvino(out, staged, weights_np, source, kind, int8, calibrate, calibration_size,
                                           resize, workers, log, timings)
             elif fmt == "onnx":
-                result = _export_onnx(out, staged, weights_np, source, timings)
+                result = _export_onnx(out, staged, weights_np, source, kind, timings)
             else:
                 result = _export_saved_model(out, staged, weights_np, source, timings)
             t1 = time.perf_counter()
@@ -209,15 +218,8 @@ def _make_folders(folder: Path, made: list[Path]) -> None:
 # OpenVINO IR (+ INT8)
 
 
-IO_NHWC = {
-    "input": {"name": "input_image", "shape": ["N", 299, 299, 3], "dtype": "float32",
-              "range": "[-1, 1] (x / 127.5 - 1)"},
-    "output": {"name": "predictions", "shape": ["N", 1000], "dtype": "float32", "meaning": "softmax probabilities"},
-}
-
-
-def _export_openvino(out, staged, weights_np, source, int8, calibrate, calibration_size, resize, workers, log,
-                     timings):
+def _export_openvino(out, staged, weights_np, source, kind, int8, calibrate, calibration_size, resize, workers,
+                     log, timings):
     import time
 
     import openvino as ov
@@ -226,6 +228,8 @@ def _export_openvino(out, staged, weights_np, source, int8, calibrate, calibrati
 
     t0 = time.perf_counter()
     model = build_model(weights_np)
+    if kind == "uint8":
+        model = with_pixel_input(model)  # NNCF then calibrates on pixels, as the IR will be fed
     timings["build_s"] = time.perf_counter() - t0
     check = None
     precision = "float32"
@@ -240,7 +244,7 @@ def _export_openvino(out, staged, weights_np, source, int8, calibrate, calibrati
     os.replace(Path(staged["openvino"]).with_suffix(".bin"), staged["bin"])
     timings["save_s"] = time.perf_counter() - t2
     extra = {"int8": check} if check else {}
-    meta = _metadata("openvino", source, precision, IO_NHWC, extra)
+    meta = _metadata("openvino", source, precision, io_record(kind), extra)
     _write_metadata(staged["meta"], meta, {"xml": staged["openvino"], "bin": staged["bin"]})
     files = [str(out), str(out.with_suffix(".bin")), str(metadata_path(out))]
     return ExportResult("openvino", str(out), files, meta, check, timings)
@@ -287,17 +291,18 @@ def calibration_set(folder: str, resize: str = "center-crop", workers: int | Non
 
 def quantize(model, folder: str, *, calibration_size: int = 300, resize: str = "center-crop",
              workers: int | None = None, log: Callable[[str], None] | None = None):
-    """NNCF post-training INT8 quantization of an OpenVINO model on ``folder``'s photos; returns
-    ``(int8 model, check)`` where ``check`` compares INT8 with float32 on the held-out photos."""
-    from ..preprocess import to_input
-    from ..runtimes.openvino import compile_model, make_infer
+    """NNCF post-training INT8 quantization of an OpenVINO model on ``folder``'s photos, fed as the
+    model takes them (uint8 pixels, or float32 in ``[-1, 1]``); returns ``(int8 model, check)``
+    where ``check`` compares INT8 with float32 on the held-out photos."""
+    from ..runtimes.openvino import compile_model, input_feeder, make_infer
 
     nncf = require("nncf", "--int8")
     log = log or (lambda msg: None)
     calib, held, bad = calibration_set(folder, resize=resize, workers=workers, log=log)
     subset = min(calibration_size, len(calib))
     log(f"calibrating INT8 on {subset} photos ({len(held)} held out to check it)")
-    dataset = nncf.Dataset(calib, lambda px: to_input(px[None]))
+    feed = input_feeder(model)
+    dataset = nncf.Dataset(calib, lambda px: feed(px[None]))
     import logging
 
     logging.getLogger("nncf").setLevel(logging.ERROR)  # NNCF's INFO lines
@@ -313,7 +318,7 @@ def quantize(model, folder: str, *, calibration_size: int = 300, resize: str = "
         # Add), and symmetric ranges lose half their levels there: on the benchmark corpus top-1
         # agreement with float32 went from 67% (PERFORMANCE) to 94% (benchmarks/RESULTS.md).
         q = nncf.quantize(model, dataset, subset_size=subset, preset=nncf.QuantizationPreset.MIXED)
-    x = to_input(np.stack(held))
+    x = np.stack(held)  # pixels: make_infer feeds each model what it takes
     f32 = make_infer(compile_model(model))(x)
     i8 = make_infer(compile_model(q))(x)
     check = {
@@ -329,16 +334,16 @@ def quantize(model, folder: str, *, calibration_size: int = 300, resize: str = "
 # ONNX
 
 
-def _export_onnx(out, staged, weights_np, source, timings):
+def _export_onnx(out, staged, weights_np, source, kind, timings):
     import time
 
     require("onnx", "the onnx format")
     from .onnx_graph import build_onnx, onnx_bytes
 
     t0 = time.perf_counter()
-    model = build_onnx(weights_np)
-    meta = _metadata("onnx", source, "float32", IO_NHWC, {"opset": 17})
-    for key in ("created_by", "precision", "format"):
+    model = build_onnx(weights_np, input_kind=kind)
+    meta = _metadata("onnx", source, "float32", io_record(kind), {"opset": 17})
+    for key in ("created_by", "precision", "format", "input_kind"):
         entry = model.metadata_props.add()
         entry.key, entry.value = f"xception.{key}", str(meta[key])
     Path(staged["onnx"]).write_bytes(onnx_bytes(model))

@@ -6,8 +6,9 @@ or ``weights.random_weights``), every BatchNormalization is folded into the conv
 (``fused.fold``) and becomes that convolution's bias.
 
 The model takes what the other runtimes take, an NHWC float32 batch ``(N, size, size, 3)``
-(symbolic batch dimension ``"N"``) scaled to ``[-1, 1]``, and transposes it to NCHW inside the
-graph; kernels are stored OIHW, a depthwise kernel as a ``Conv`` with ``group=C`` and weight
+(symbolic batch dimension ``"N"``) scaled to ``[-1, 1]`` — or, with ``input_kind="uint8"`` (what
+``xception export onnx`` writes by default), uint8 RGB pixels scaled inside — and transposes it to
+NCHW inside the graph; kernels are stored OIHW, a depthwise kernel as a ``Conv`` with ``group=C`` and weight
 ``[C, 1, 3, 3]``. TensorFlow's "SAME" padding is written as explicit ``pads`` computed from the
 (static) spatial sizes, the odd pixel at the end as in TF: ``auto_pad`` is not used, since its
 SAME_UPPER/SAME_LOWER handling has differed between ONNX consumers. That matters for the stride-2
@@ -31,6 +32,7 @@ import numpy as np
 from .. import config
 from ..fused import fold
 from ..model import check_graph_weights, xception_graph
+from .inputs import check_input_kind
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax-13: normalises along one axis (earlier versions flattened from `axis` on)
@@ -173,10 +175,12 @@ def build_onnx(
     classes: int | None = None,
     classifier_activation: str | None = "softmax",
     opset: int = DEFAULT_OPSET,
+    input_kind: str = "float",
 ):
     """The Xception ``onnx.ModelProto`` over ``weights``, checked with ``onnx.checker``.
 
-    Input ``input_image``: NHWC float32 ``["N", input_size, input_size, 3]`` in ``[-1, 1]``.
+    Input ``input_image``: NHWC float32 ``["N", input_size, input_size, 3]`` in ``[-1, 1]``; with
+    ``input_kind="uint8"``, uint8 RGB pixels, scaled inside as ``to_input`` does (Cast, Div, Add).
     Output ``predictions`` ``(N, classes)`` with the top (probabilities; logits with
     ``classifier_activation=None``), ``avg_pool``/``max_pool`` ``(N, 2048)`` with ``pooling``,
     else ``features``, the NHWC feature map ``(N, h, w, 2048)``.
@@ -195,10 +199,12 @@ def build_onnx(
     if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest}, got {opset!r}")
     height, width, classes = check_graph_weights(weights, include_top, pooling, input_size, classes)
+    pixels = check_input_kind(input_kind) == "uint8"
 
     ops = OnnxOps(weights)
     ops._unique(INPUT_NAME)
-    x = Tensor(ops.node("Transpose", [INPUT_NAME], f"{INPUT_NAME}_nchw", perm=list(_NHWC_TO_NCHW)), 3, height, width)
+    x = _scaled_pixels(ops, INPUT_NAME) if pixels else INPUT_NAME
+    x = Tensor(ops.node("Transpose", [x], f"{INPUT_NAME}_nchw", perm=list(_NHWC_TO_NCHW)), 3, height, width)
     y = xception_graph(x, ops, include_top=include_top, pooling=pooling, classes=classes,
                        classifier_activation=classifier_activation)
     if y.height is None:
@@ -210,7 +216,8 @@ def build_onnx(
 
     graph = helper.make_graph(
         ops.nodes, "xception",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", height, width, 3])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8 if pixels else TensorProto.FLOAT,
+                                       ["N", height, width, 3])],
         [helper.make_tensor_value_info(y.name, TensorProto.FLOAT, output_shape)],
         initializer=ops.initializers,
     )
@@ -220,14 +227,27 @@ def build_onnx(
     head = ("the ImageNet classifier" if include_top else f"{pooling} pooling" if pooling else "the feature map")
     model.doc_string = (
         f"Xception (Chollet, CVPR 2017) up to {head}, BatchNormalization folded into the convolutions. "
-        f"Input {INPUT_NAME}: float32 NHWC (N, {height}, {width}, 3), RGB scaled to [-1, 1] (x / 127.5 - 1). "
-        f"Output {y.name}: {output_shape}."
+        f"Input {INPUT_NAME}: "
+        + (f"uint8 NHWC (N, {height}, {width}, 3), RGB pixels, scaled inside to [-1, 1] (x / 127.5 - 1). "
+           if pixels else f"float32 NHWC (N, {height}, {width}, 3), RGB scaled to [-1, 1] (x / 127.5 - 1). ")
+        + f"Output {y.name}: {output_shape}."
     )
-    helper.set_model_props(model, {"input_layout": "NHWC", "input_scaling": "x / 127.5 - 1",
+    helper.set_model_props(model, {"input_layout": "NHWC", "input_kind": input_kind,
+                                   "input_scaling": "inside the model" if pixels else "x / 127.5 - 1",
                                    "include_top": str(include_top), "pooling": str(pooling),
                                    "input_size": str(input_size)})
     onnx.checker.check_model(model, full_check=True)  # full_check: also runs strict shape inference
     return model
+
+
+def _scaled_pixels(ops: OnnxOps, name: str, cfg: config.PreprocessConfig = config.DEFAULT_PREPROCESS) -> str:
+    """uint8 pixels ``name`` scaled as ``preprocess.to_input``: float32, ``/ scale``, ``+ offset``
+    (the same float32 operations in the same order: the same values)."""
+    from onnx import TensorProto
+
+    x = ops.node("Cast", [name], f"{name}_float", to=TensorProto.FLOAT)
+    x = ops.node("Div", [x, ops._const(f"{name}/scale", cfg.scale)], f"{name}_divided")
+    return ops.node("Add", [x, ops._const(f"{name}/offset", cfg.offset)], f"{name}_scaled")
 
 
 def onnx_bytes(model) -> bytes:
