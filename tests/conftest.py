@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The compiled-network cache stays off (and out of ~/.cache) unless a test turns it on (test_cache.py).
+os.environ.setdefault("XCEPTION_NO_CACHE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 # Four real photos shipped with the tests (CC0 / public domain, see tests/data/LICENSES.md): the

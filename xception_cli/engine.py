@@ -52,6 +52,7 @@ class Engine:
     runtime_request: str | None = None  # auto | openvino | tensorflow; None: $XCEPTION_RUNTIME or auto
     initialize: bool = True  # random weights (seeded, the same on every runtime) when no file is given
     threads: int | None = None  # inference threads (OpenVINO); None: every core
+    cache: bool | None = None  # the compiled network from/to the user's cache; None: unless --no-cache (usercache)
     progress: Callable[[int, int | None], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -117,7 +118,7 @@ class Engine:
         with self._lock:
             if self._network is None:
                 spec = NetworkSpec(self.weights_source, self.include_top, None if self.include_top else self.pooling,
-                                   self.input_size, self.precision, self.threads)
+                                   self.input_size, self.precision, self.threads, cache=self.cache is not False)
                 t0 = time.perf_counter()
                 network = load_network(spec, self.runtime, keras_model=lambda: self.model)
                 self._check_labels(network)

@@ -122,4 +122,7 @@ def load_network(spec: NetworkSpec, runtime: str, *, keras_model: Callable[[], o
     net.timings["import_s"] = net.timings.get("import_s", 0.0) + imported - t0
     if note:
         net.notes.insert(0, note)
+    from ..usercache import take_notes
+
+    net.notes.extend(take_notes())  # the cache's warnings (an entry rebuilt, a folder not used), once
     return net

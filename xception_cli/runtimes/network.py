@@ -3,6 +3,7 @@ and the weights as arrays for the runtimes that build the graph themselves (no K
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ class NetworkSpec:
     input_size: int = config.IMAGENET_INPUT_SIZE
     precision: str = "float32"
     threads: int | None = None  # inference threads (OpenVINO); None: every core
+    cache: bool = True  # the compiled network may come from (and go to) the user's cache (runtimes.cache)
 
 
 @dataclass
@@ -35,6 +37,25 @@ class Network:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # one-line warnings for the user
     handle: object = field(default=None, repr=False)  # the runtime's own object (e.g. OpenVINO's compiled model)
+    cache: str | None = None  # the user's cache: "loaded" (from it), "stored" (into it), None (not used)
+
+
+def import_openvino():
+    """``import openvino``, without the model converter it loads to offer ``convert_model``
+    (``openvino.tools.ovc``: about a tenth of OpenVINO's import time, and never used here); a
+    later ``import openvino.tools.ovc`` still works."""
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    converter = "openvino.tools.ovc"
+    blocked = converter not in sys.modules
+    if blocked:
+        sys.modules[converter] = None  # `import openvino` catches the ImportError and goes on
+    try:
+        import openvino
+    finally:
+        if blocked and converter in sys.modules and sys.modules[converter] is None:
+            del sys.modules[converter]
+    return openvino
 
 
 def weight_arrays(spec: NetworkSpec) -> dict[str, list[np.ndarray]]:

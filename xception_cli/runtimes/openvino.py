@@ -28,12 +28,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
-import openvino as ov
-from openvino import opset13 as opset  # every op used here is unchanged up to opset16
 
 from .. import config
 from ..fused import fold
 from ..model import check_graph_weights, xception_graph
+from .network import import_openvino
+
+ov = import_openvino()
+from openvino import opset13 as opset  # noqa: E402 - every op used here is unchanged up to opset16
 
 PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}  # ours -> OpenVINO's element type names
 HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -170,6 +172,10 @@ def compile_model(
     ``NUM_STREAMS`` (an int or ``"AUTO"``), ``threads``: ``INFERENCE_NUM_THREADS``, ``cache_dir``:
     ``CACHE_DIR``, where compiled blobs are kept and reused by later compilations of the same model.
     """
+    return core().compile_model(model, device, _config(precision, hint, streams, cache_dir, threads))
+
+
+def _config(precision: str, hint: str, streams=None, cache_dir=None, threads=None) -> dict:
     import openvino.properties as props
     import openvino.properties.hint as hints
 
@@ -187,7 +193,7 @@ def compile_model(
         cfg[props.inference_num_threads] = int(threads)
     if cache_dir is not None:
         cfg[props.cache_dir] = str(cache_dir)
-    return core().compile_model(model, device, cfg)
+    return cfg
 
 
 def actual_precision(compiled: ov.CompiledModel) -> str:
@@ -210,10 +216,12 @@ def input_feeder(model: ov.Model | ov.CompiledModel) -> Callable[[np.ndarray], n
     return lambda b: to_input(b) if b.dtype == np.uint8 else np.ascontiguousarray(b, dtype=np.float32)
 
 
-def make_infer(compiled: ov.CompiledModel) -> Callable[[np.ndarray], np.ndarray]:
+def make_infer(compiled: ov.CompiledModel, keep: object = None) -> Callable[[np.ndarray], np.ndarray]:
     """``f(NHWC batch) -> float32 array`` (a copy) on one InferRequest: float32 in ``[-1, 1]`` or
     uint8 pixels, whichever input the model takes (``input_feeder``); the batch is copied in
     (about 1 MB per image, negligible next to the network) and never written to.
+
+    ``keep``: what must live as long as the model (the buffer it was imported from, used in place).
 
     Calls from several threads are serialised by a lock; for requests in parallel use
     ``make_async_infer`` (with a THROUGHPUT-compiled model).
@@ -225,6 +233,7 @@ def make_infer(compiled: ov.CompiledModel) -> Callable[[np.ndarray], np.ndarray]
     def infer(batch: np.ndarray) -> np.ndarray:
         x = feed(np.asarray(batch))
         with lock:
+            _ = keep
             # share_inputs=False: with True, OpenVINO 2026.4's CPU plugin keeps the caller's array
             # as the request's input memory, and another request of the same stream (shared
             # memory) later writes into it: the caller's batch is silently overwritten.
@@ -287,9 +296,23 @@ def load(spec, precision: str):
     the plugin actually runs, read back (``int8`` for a quantized IR)."""
     import time
 
-    from .network import Network, weight_arrays
+    from . import cache
+    from .network import weight_arrays
 
     t0 = time.perf_counter()
+    key = cache.network_key(spec, "openvino", ov.__version__, precision, "LATENCY", DEVICE)
+    found = cache.load(key)
+    if found is not None:
+        header, blob = found
+        t1 = time.perf_counter()
+        try:
+            compiled = core().import_model(ov.Tensor(np.frombuffer(blob, np.uint8), shared_memory=True), DEVICE,
+                                           _config(precision, "LATENCY", threads=spec.threads))
+        except Exception as e:  # noqa: BLE001 - a blob OpenVINO cannot read: rebuilt
+            cache.unusable(key, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        else:
+            return _network(compiled, precision, bool(header.get("quantized")), keep=blob, cache_state="loaded",
+                            timings={"cache_read_s": t1 - t0, "cache_import_s": time.perf_counter() - t1})
     quantized = False
     if spec.weights.format == "openvino-ir":
         model = read_ir(spec.weights.path, spec)
@@ -301,13 +324,29 @@ def load(spec, precision: str):
         model = build_model(weights, include_top=spec.include_top, pooling=spec.pooling, input_size=spec.input_size)
         del weights  # the model holds its own (folded) constants
         t2 = time.perf_counter()
-    compiled = compile_model(model, precision=precision, threads=getattr(spec, "threads", None))
+    compiled = compile_model(model, precision=precision, threads=spec.threads)
     t3 = time.perf_counter()
+    timings = {"read_weights_s": t1 - t0, "build_s": t2 - t1, "compile_s": t3 - t2}
+    stored = key is not None and cache.store(key, {"quantized": quantized}, lambda: _exported(compiled))
+    if stored:
+        timings["cache_store_s"] = time.perf_counter() - t3
+    return _network(compiled, precision, quantized, cache_state="stored" if stored else None, timings=timings)
+
+
+def _exported(compiled: ov.CompiledModel) -> memoryview:
+    out = compiled.export_model()  # a BytesIO (bytes in some versions)
+    return out.getbuffer() if hasattr(out, "getbuffer") else memoryview(out)
+
+
+def _network(compiled, precision: str, quantized: bool, keep=None, cache_state=None, timings=None):
+    """The ``Network`` of a compiled model; ``keep``: the buffer it was imported from (used in place)."""
+    from .network import Network
+
     actual = actual_precision(compiled)
     notes = [] if actual == precision else [f"--precision {precision}: OpenVINO ran {actual} on this CPU"]
-    return Network(infer=make_infer(compiled), runtime="openvino", version=ov.__version__.split("-")[0],
-                   precision="int8" if quantized else actual, notes=notes, handle=compiled,
-                   timings={"read_weights_s": t1 - t0, "build_s": t2 - t1, "compile_s": t3 - t2})
+    return Network(infer=make_infer(compiled, keep), runtime="openvino", version=ov.__version__.split("-")[0],
+                   precision="int8" if quantized else actual, notes=notes, handle=compiled, cache=cache_state,
+                   timings=timings or {})
 
 
 def read_ir(path, spec) -> ov.Model:

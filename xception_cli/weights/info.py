@@ -52,9 +52,11 @@ def describe(source: WeightsSource) -> WeightsInfo:
     """What the resolved ``source`` says (reads its attributes or its metadata file, nothing more)."""
     if source.path is None:
         return WeightsInfo(source.format)
-    if source.format == "legacy-h5":
-        names, preprocessing = _h5_attributes(source.path)
-        return WeightsInfo(source.format, names, preprocessing)
+    if source.format == "legacy-h5":  # h5py and the file opened once per file (kept in the user's cache)
+        from ..usercache import remember
+
+        names, preprocessing = remember("h5-attributes", source.path, lambda: _h5_attributes(source.path))
+        return WeightsInfo(source.format, tuple(names) if names else None, preprocessing)
     if source.format == "openvino-ir":
         meta = read_metadata(source.path)
         if meta is None:
