@@ -204,9 +204,22 @@ def actual_precision(compiled: ov.CompiledModel) -> str:
     return {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}.get(name, name)
 
 
+def input_feeder(model: ov.Model | ov.CompiledModel) -> Callable[[np.ndarray], np.ndarray]:
+    """``f(batch) -> what the model's input takes``, for a batch of either kind: uint8 RGB pixels or
+    float32 scaled to ``[-1, 1]``. An IR exported with uint8 input (``export openvino``, the
+    default) scales inside; float32 is made pixels again for it (exact on ``to_input``'s output),
+    and pixels are scaled for a float32 model."""
+    from ..preprocess import from_input, to_input
+
+    if model.input(0).get_element_type() == ov.Type.u8:
+        return lambda b: np.ascontiguousarray(b) if b.dtype == np.uint8 else from_input(b)
+    return lambda b: to_input(b) if b.dtype == np.uint8 else np.ascontiguousarray(b, dtype=np.float32)
+
+
 def make_infer(compiled: ov.CompiledModel, keep: object = None) -> Callable[[np.ndarray], np.ndarray]:
-    """``f(NHWC float32 batch) -> float32 array`` (a copy) on one InferRequest; the batch is
-    copied in (about 1 MB per image, negligible next to the network) and never written to.
+    """``f(NHWC batch) -> float32 array`` (a copy) on one InferRequest: float32 in ``[-1, 1]`` or
+    uint8 pixels, whichever input the model takes (``input_feeder``); the batch is copied in
+    (about 1 MB per image, negligible next to the network) and never written to.
 
     ``keep``: what must live as long as the model (the buffer it was imported from, used in place).
 
@@ -215,9 +228,10 @@ def make_infer(compiled: ov.CompiledModel, keep: object = None) -> Callable[[np.
     """
     request = compiled.create_infer_request()
     lock = threading.Lock()
+    feed = input_feeder(compiled)
 
     def infer(batch: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(batch, dtype=np.float32)
+        x = feed(np.asarray(batch))
         with lock:
             _ = keep
             # share_inputs=False: with True, OpenVINO 2026.4's CPU plugin keeps the caller's array
@@ -248,6 +262,7 @@ def make_async_infer(
         jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    feed = input_feeder(compiled)
 
     def run(batches: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         requests = [compiled.create_infer_request() for _ in range(jobs)]
@@ -259,7 +274,7 @@ def make_async_infer(
                 if sent >= jobs:  # this request carries batch sent - jobs, the oldest in flight
                     request.wait()
                     ready = request.get_output_tensor(0).data.copy()
-                request.start_async({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=False)
+                request.start_async({0: feed(np.asarray(batch))}, share_inputs=False)
                 sent += 1
                 if ready is not None:
                     yield ready
