@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,7 +25,7 @@ from PIL import Image, ImageStat
 from xception_cli.cli import cli
 from xception_cli.errors import OutputError
 from xception_cli.output.formats import choose_format
-from xception_cli.output.html import document, groups_of, item_of, json_block, predictions_page
+from xception_cli.output.html import document, groups_of, item_of, json_block, predictions_page, write_page
 
 HOSTILE = "<img src=x onerror=alert(1)>"  # a file name, a folder (class) name
 SCRIPT_END = "</script><script>alert(2)</script>"  # a class name
@@ -157,21 +158,31 @@ def test_a_page_cannot_reach_out_and_the_check_would_see_it(browser, tmp_path):
 # -- explain records: the heatmap beside the photo ---------------------------------------------------
 
 def test_explain_records_show_the_heatmap_beside_the_photo_and_labels_as_text(samples, browser, tmp_path):
+    from xception_cli.labels import Prediction
+    from xception_cli.pipeline import Record
+
+    @dataclass(frozen=True)
+    class Explained(Prediction):  # as explain's records carry them: a label and its picture
+        overlay: str = ""
+
     heat = tmp_path / "cat.overlay.png"
     Image.new("RGB", (299, 299), (220, 40, 40)).save(heat)
-    records = [{"path": str(samples[1]), "class": 3, "label": SCRIPT_END, "probability": 0.91,
-                "overlay": str(heat), "map": str(tmp_path / "cat.map.npy")},
-               {"path": str(samples[0]), "class": 1, "label": "tabby", "probability": 0.4, "overlay": str(heat)},
+    records = [Record(str(samples[1]), [Explained(1, 3, None, SCRIPT_END, 0.91, str(heat)),
+                                        Explained(2, 4, None, "tabby", 0.05, str(heat))]),
+               {"path": str(samples[0]), "predictions": [{"label": "tabby", "probability": 0.4, "overlay": str(heat)}]},
+               {"path": str(samples[2]), "label": "espresso", "probability": 0.3, "overlay": str(heat)},
                {"path": str(tmp_path / "gone.jpg"), "error": "file not found"}]
     page = tmp_path / "explain.html"
-    page.write_text(predictions_page([item_of(r) for r in records], command="explain"))
+    write_page(str(page), records, command="explain")
     tree = parse(browser.dom(page, "sort=desc"))
     cards = shown_cards(tree)
-    assert [card_name(c) for c in cards] == [samples[1].name, samples[0].name, "gone.jpg"]  # the script ran
-    first = cards[0]
-    assert "explain" in first.classes and len(first.find_all("img")) == 2
-    assert first.find_all("img")[1].attrs["alt"] == f"heatmap of {samples[1].name}"
+    assert [card_name(c) for c in cards] == [samples[1].name, samples[0].name, samples[2].name, "gone.jpg"]
+    first = cards[0]  # the script ran (sorted) and the photo has a heatmap per explained label
+    assert "explain" in first.classes and len(first.find_all("img")) == 3
+    assert [i.attrs["alt"] for i in first.find_all("img")[1:]] == [
+        f"heatmap of {samples[1].name} for {SCRIPT_END}", f"heatmap of {samples[1].name} for tabby"]
     assert first.find(cls="label").text() == SCRIPT_END
+    assert len(cards[2].find_all("img")) == 2 and cards[2].find(cls="label").text() == "espresso"
     assert len([n for n in tree.iter() if n.tag == "script"]) == 2  # the JSON block and the page's script
 
 
@@ -269,8 +280,8 @@ def test_data_never_becomes_markup_and_the_policy_names_the_page_own_code():
     block = json_block("records", {"label": SCRIPT_END, "name": "<!--"})
     inner = block.split(">", 1)[1].rsplit("</script>", 1)[0]
     assert "<" not in inner and json.loads(inner) == {"label": SCRIPT_END, "name": "<!--"}
-    page = predictions_page([item_of({"path": f"{HOSTILE}.jpg", "label": SCRIPT_END, "probability": 0.5,
-                                      "overlay": None})], thumbs={})
+    page = predictions_page([item_of({"path": f"{HOSTILE}.jpg", "label": SCRIPT_END, "probability": 0.5})],
+                            thumbs={})
     assert HOSTILE not in page and SCRIPT_END not in page
     policy = re.search(r'Content-Security-Policy" content="([^"]+)"', page).group(1)
     style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)

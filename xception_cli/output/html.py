@@ -3,8 +3,8 @@
 - ``predict -o report.html`` (``HtmlWriter``): a card per photo — a thumbnail, its top-k labels
   with probability bars — and an error card per photo that could not be read; a filter by top
   label (or the errors) and a sort by confidence or name.
-- ``explain`` records (mappings with ``path``, ``label``, ``probability`` and ``overlay``, the
-  heatmap drawn over the photo): the same page, the heatmap beside each photo.
+- ``explain``'s records (each label with its ``overlay``, the heatmap drawn over the photo): the
+  same page, the heatmaps beside each photo (``write_page``).
 - ``similar --duplicates -o dups.html`` (``duplicates_page``): groups of near-duplicates (pairs
   joined when they share an image), their photos side by side, most similar first.
 - ``train``'s report (``charts.train_page``).
@@ -35,10 +35,11 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .html_assets import SCRIPT, STYLE
 from .paths import is_uri, shown
+from .target import Protected, write_bytes
 
 THUMB = 160  # px, the longest side of a thumbnail
 JPEG_QUALITY = 70
@@ -153,25 +154,31 @@ def image(thumb: Thumb | None, alt: str, missing: str = "no preview") -> str:
 @dataclass
 class Item:
     """One photo on a page: its name (as given), labels ``[(label, probability)]`` best first, or
-    an error; ``overlay``: a picture shown beside it (explain's heatmap over the photo)."""
+    an error; ``overlays``: a picture per label shown beside the photo (explain's heatmaps)."""
 
     path: str
     labels: list[tuple[str, float]]
     error: str | None = None
-    overlay: str | None = None
+    overlays: list[str] = field(default_factory=list)
 
 
 def item_of(record) -> Item:
-    """An ``Item`` from a predict record (``pipeline.Record``) or an explain record (a mapping:
-    ``path``, ``label``, ``probability``, ``overlay``, or ``error``)."""
+    """An ``Item`` from a record: a ``pipeline.Record`` of predict or explain (explain's labels
+    carry ``overlay``), a record as JSON Lines hold it (``path``, ``predictions`` or ``error``),
+    or one explained label flat (``path``, ``label``, ``probability``, ``overlay``)."""
     if isinstance(record, Mapping):
         if record.get("error") is not None:
-            return Item(record["path"], [], str(record["error"]))
-        return Item(record["path"], [(str(record["label"]), float(record["probability"]))],
-                    overlay=record.get("overlay"))
+            return Item(str(record["path"]), [], str(record["error"]))
+        labels = record.get("predictions")
+        if labels is None:
+            labels = [record]
+        return Item(str(record["path"]), [(str(p["label"]), float(p["probability"])) for p in labels],
+                    overlays=[str(p["overlay"]) for p in labels if p.get("overlay")])
     if record.error is not None:
         return Item(record.path, [], record.error)
-    return Item(record.path, [(p.label, float(p.probability)) for p in record.predictions or ()])
+    labels = record.predictions or ()
+    return Item(record.path, [(p.label, float(p.probability)) for p in labels],
+                overlays=[p.overlay for p in labels if getattr(p, "overlay", None)])
 
 
 def bar(p: float) -> str:
@@ -189,9 +196,11 @@ def card(i: int, item: Item, thumbs: Mapping[str, Thumb | None]) -> str:
                 f'<figcaption>{caption}<p class="err">{esc(item.error)}</p></figcaption></figure>')
     pics = image(thumbs.get(item.path), name)
     kind = "card"
-    if item.overlay is not None:
-        kind = "card explain"
-        pics = f'<div class="pics">{pics}{image(thumbs.get(item.overlay), "heatmap of " + name)}</div>'
+    if item.overlays:
+        kind = f"card explain span{min(4, 1 + len(item.overlays))}"
+        heat = "".join(image(thumbs.get(o), f"heatmap of {name} for {label}")
+                       for o, (label, _) in zip(item.overlays, item.labels))
+        pics = f'<div class="pics">{pics}{heat}</div>'
     rows = "".join(f'<li><span class="label">{esc(label)}</span><span class="p">{p:.1%}</span>{bar(p)}</li>'
                    for label, p in item.labels)
     return f'<figure class="{kind}" id="c{i}">{pics}<figcaption>{caption}<ol class="labels">{rows}</ol>' \
@@ -222,7 +231,7 @@ def predictions_page(items: list[Item], meta: Mapping | None = None, thumbs: Map
     """The page of a predict (or explain) run: ``thumbs`` made here when not given."""
     meta = meta or {}
     if thumbs is None:
-        thumbs = thumbnails([s for it in items if it.error is None for s in (it.path, it.overlay)])
+        thumbs = thumbnails([s for it in items if it.error is None for s in (it.path, *it.overlays)])
     failed = sum(it.error is not None for it in items)
     tops = Counter(shown(it.labels[0][0]) for it in items if it.error is None and it.labels)
     filters = [("", f"all ({len(items):,})")]
@@ -257,6 +266,14 @@ class HtmlWriter:
 
     def close(self) -> None:
         self.publish(predictions_page(self.items, self.meta).encode("utf-8"))
+
+
+def write_page(path: str, records, *, command: str = "predict", meta: Mapping | None = None,
+               protected: Protected | None = None) -> None:
+    """Records (any that ``item_of`` takes) as a page at ``path``, published whole
+    (``target.write_bytes``): explain's records beside its pictures, or JSON Lines records read back."""
+    page = predictions_page([item_of(r) for r in records], meta, command=command)
+    write_bytes(path, page.encode("utf-8"), protected)
 
 
 # -- near-duplicates -----------------------------------------------------------------------------

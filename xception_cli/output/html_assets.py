@@ -32,7 +32,9 @@ main { padding: 16px 20px 40px; }
 .thumb { display: block; width: 160px; height: 160px; object-fit: contain; margin: 0 auto; }
 .noimg { width: 160px; height: 160px; margin: 0 auto; display: flex; align-items: center; justify-content: center;
   color: var(--muted); border: 1px dashed var(--line); border-radius: 4px; font-size: 12px; text-align: center; }
-.card.explain { grid-column: span 2; }
+.card.span2 { grid-column: span 2; }
+.card.span3 { grid-column: span 3; }
+.card.span4 { grid-column: span 4; }
 .name { font-size: 12px; color: var(--muted); margin: 6px 0 4px; overflow-wrap: anywhere; }
 .labels { list-style: none; margin: 0; padding: 0; }
 .labels li { display: grid; grid-template-columns: 1fr auto; column-gap: 6px; font-size: 13px; }
