@@ -29,8 +29,8 @@ from .output.resume import Expect
 from .output.shards import ShardOutput, is_shard_target
 from .output.target import Protected
 from .pipeline import Record
-from .ui import UI, NoProgress
-from .weights import weights_files
+from .ui import UI, LoggingUI, NoProgress
+from .weights import is_random, weights_files
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -130,11 +130,12 @@ class LocalExecutor:
 
 
 class PredictJob:
-    def __init__(self, options: PredictOptions, ui: UI, stdout: IO[str] | None = None,
+    def __init__(self, options: PredictOptions, ui: UI | None = None, stdout: IO[str] | None = None,
                  started: float | None = None):
-        """``started``: ``time.perf_counter()`` when the command began (the closing line counts from it)."""
+        """``ui``: what a person sees [default: ``ui.LoggingUI``, the logger ``xception_cli``];
+        ``started``: ``time.perf_counter()`` when the command began (the closing line counts from it)."""
         self.o = options
-        self.ui = ui
+        self.ui = ui if ui is not None else LoggingUI()
         self.stdout = stdout if stdout is not None else sys.stdout
         self.started = started if started is not None else time.perf_counter()
         self.kept: str | None = options.output  # where the results are when the run stops early
@@ -228,11 +229,17 @@ class PredictJob:
         o = self.o
         items = self._inputs()
         out = self._open_output(items)
+        bar = None
         try:
             items = self._skip_done(items, out)
             if not items:
                 out.close()
                 return EXIT_OK
+            if is_random(o.weights):
+                what = "labels" if o.head.key == "predictions" else "vectors"
+                self.ui.info(f"note: --weights none: random weights, so the {what} mean nothing (to try the tool)")
+            if getattr(executor, "slow_start", False):  # Ray's start takes seconds: the bar shows it began
+                bar = self.ui.progress(len(items), o.head.doing)
             try:
                 executor.load(items)
             except Exception as e:
@@ -241,6 +248,7 @@ class PredictJob:
                 raise
         except KeyboardInterrupt:
             # Nothing was done: an -o file is left as it was; stdout gets a valid document.
+            self._stop_showing(bar)
             if out is not None:
                 out.abort()
             elif FORMATS[o.fmt].streaming:
@@ -248,12 +256,21 @@ class PredictJob:
             self._closing_line(0, 0, interrupted=True, loaded_at=None, where=executor.where)
             return EXIT_INTERRUPTED
         except BaseException:
+            self._stop_showing(bar)
             if out is not None:
                 out.abort()
             raise
-        return self._loop(executor, items, out)
+        return self._loop(executor, items, out, bar)
 
-    def _loop(self, executor, items, out) -> int:
+    def _stop_showing(self, bar) -> None:
+        """Whatever the UI shows live (a progress bar, a download's) taken off the screen."""
+        if bar is not None:
+            bar.close()
+        stop = getattr(self.ui, "stop", None)  # an optional part of the UI interface
+        if stop is not None:
+            stop()
+
+    def _loop(self, executor, items, out, bar=None) -> int:
         o = self.o
         loaded_at = time.perf_counter()
         done = failed = 0
@@ -267,9 +284,10 @@ class PredictJob:
             elif o.fmt != "table":
                 writer = FORMATS[o.fmt].writer(self.stdout, options=self._writer_options())
         except BaseException:
+            self._stop_showing(bar)
             out is not None and out.abort()
             raise
-        bar = self.ui.progress(len(items), o.head.doing) or NoProgress()
+        bar = bar or self.ui.progress(len(items), o.head.doing) or NoProgress()
         try:
             for batch in executor.batches():
                 for r in batch:
@@ -291,7 +309,7 @@ class PredictJob:
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            bar.close()
+            self._stop_showing(bar)
             whole = out is not None and not o.shards and not FORMATS[o.fmt].streaming
             self._existed = whole and out.existed
             # A whole file (npz, parquet) stopped by Ctrl-C replaces an earlier one only when it

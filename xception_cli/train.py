@@ -287,6 +287,16 @@ def fine_tune(o: TrainOptions, data: Dataset, weights: dict, log, on_epoch) -> t
     return model_weights(model), model
 
 
+def logged(message: str) -> None:
+    """``log`` when a program gives none: the logger ``xception_cli`` (``warning: ...`` at WARNING)."""
+    from .logs import logger
+
+    if message.startswith("warning: "):
+        logger.warning("%s", message.removeprefix("warning: "))
+    else:
+        logger.info("%s", message)
+
+
 def run(o: TrainOptions, log: Callable[[str], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train; write ``o.output``, ``o.output`` + ``.report.json`` and the report as a page (``.report.html``),
@@ -304,7 +314,7 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
         raise TrainError("--epochs must be at least 1")
     data = prepare(o)  # every check before any work
     if links_note(data.links):
-        (log or (lambda msg: None))(f"warning: {links_note(data.links)}")
+        (log or logged)(f"warning: {links_note(data.links)}")
     source = weights_source(o.weights, include_top=True)
     if source.format not in ("random", "legacy-h5"):
         raise TrainError(f"{source.path}: train reads the official-format .h5 weights (or none), "
@@ -315,7 +325,7 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
     with Publication(protected) as pub:  # both refused or claimed before any work; published together
         model_tmp, report_tmp = pub.stage(out), pub.stage(f"{out}.report.json", companion=True)
         page_tmp = pub.stage(f"{out}.report.html", companion=True)  # the report as a page (output.charts)
-        report = _train(o, data, source, model_tmp, log or (lambda msg: None), on_epoch or (lambda row: None))
+        report = _train(o, data, source, model_tmp, log or logged, on_epoch or (lambda row: None))
         report["model"] = str(out)
         Path(report_tmp).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         Path(page_tmp).write_text(train_page(report), encoding="utf-8")

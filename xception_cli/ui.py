@@ -1,11 +1,13 @@
 """What a person sees while a job runs, as an interface: the command line implements it with Rich
-(``cli/predict.RichUI``); a program can pass ``QuietUI`` or its own. No Click or Rich here."""
+(``cli/predict.RichUI``); a program gets ``LoggingUI`` (the logger ``xception_cli``) unless it
+passes ``QuietUI`` or its own. No Click or Rich here."""
 
 from __future__ import annotations
 
 from typing import IO, Protocol
 
 from .errors import XceptionError
+from .logs import logger
 from .pipeline import Record
 
 
@@ -57,3 +59,26 @@ class QuietUI:
 
     def table(self, records, stream):
         raise XceptionError("the table format needs a UI that can draw tables")
+
+
+class LoggingUI(QuietUI):
+    """A program's UI: warnings to ``logging`` (logger ``xception_cli``, level WARNING), notes
+    such as the closing line at INFO; both also kept (``self.warnings``, ``self.notes``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.notes: list[str] = []
+        self._announced = False
+
+    def warn(self, message):
+        super().warn(message)
+        logger.warning("%s", message)
+
+    def info(self, message):
+        self.notes.append(message)
+        logger.info("%s", message)
+
+    def download(self, done, total):
+        if not self._announced:
+            self._announced = True
+            logger.info("downloading the ImageNet weights into the Keras cache (once)")

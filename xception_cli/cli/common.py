@@ -6,6 +6,7 @@ Nothing here imports TensorFlow or Keras (``xception --help`` stays instant).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 
@@ -88,13 +89,19 @@ def weights_option(default="imagenet", accepts: str = "any"):
     return click.option(
         "--weights", default=default, show_default=True, metavar="imagenet|PATH|none",
         help=f"ImageNet weights ($XCEPTION_WEIGHTS, the Keras cache, or a download), {WEIGHTS_ACCEPTED[accepts]}, "
-        "or 'none' for random weights.",
+        "or 'none' for random weights (meaningless labels: to try the tool offline). "
+        "[env var: XCEPTION_WEIGHTS, the file 'imagenet' means]",
     )
 
 
+# Environment variables the library reads itself are named in the help as Click shows its own
+# ("[env var: NAME]"), not bound to the option: a bound --runtime would be refused by Click
+# before the library could say which runtimes there are, and a bound --ray-address would make
+# every run without --ray an error wherever RAY_ADDRESS is exported.
 runtime_option = click.option(
     "--runtime", type=click.Choice(["auto", "openvino", "tensorflow"], case_sensitive=False), default=None,
-    help="Inference runtime [default: $XCEPTION_RUNTIME, else auto: OpenVINO whenever it can read the weights].",
+    help="Inference runtime [default: auto: OpenVINO whenever it can read the weights] "
+    "[env var: XCEPTION_RUNTIME].",
 )
 
 precision_option = click.option(
@@ -187,8 +194,9 @@ def input_list(inputs) -> list[str]:
         inputs = expand_stdin(list(inputs), sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    if not inputs:
-        raise FatalError("no paths on stdin")
+    if not inputs:  # `find -newer last.jsonl | xception predict -`: nothing new is the usual case, not an error
+        click.echo("no paths on stdin: nothing to do", err=True)
+        sys.exit(0)
     return inputs
 
 
@@ -197,10 +205,11 @@ def ray_options(fn):
     fn = click.option("--actors", type=click.IntRange(1, 10000), default=None,
                       help="With --ray: inference actors [default: one per node].")(fn)
     fn = click.option("--ray-address", default=None, metavar="ADDR",
-                      help="With --ray: the cluster to use [default: $RAY_ADDRESS, else a local Ray].")(fn)
+                      help="With --ray: the cluster to use [default: a local Ray of its own] "
+                      "[env var: RAY_ADDRESS].")(fn)
     fn = click.option("--ray", "use_ray", is_flag=True,
-                      help="Run on Ray Data: folders, globs and s3:// URIs in; -o FILE, or -o DIR/ or s3://.../ "
-                      "for shards.")(fn)
+                      help="Run on Ray Data: folders, globs and s3:// URIs in; output as without --ray (a table "
+                      "on a terminal, -o FILE), or shards with -o DIR/ or s3://.../.")(fn)
     return fn
 
 
@@ -225,3 +234,88 @@ def report_output(output: str | None, inputs=(), weights=()):
         require_stdout()
         return contextlib.nullcontext(sys.stdout)
     return publish_text(output, Protected(inputs, weights))
+
+
+def epoch_line_due(epoch: int, total: int, lines: int = 4) -> bool:
+    """Whether epoch ``epoch`` of ``total`` gets a line when stderr is no terminal: the first, about
+    ``lines`` more at even steps, and the last (40 epochs: 1, 10, 20, 30, 40); every one with -v."""
+    from ..logs import verbose
+
+    step = max(1, -(-total // lines))
+    return verbose() or epoch in (1, total) or epoch % step == 0
+
+
+# -- -q / -v ----------------------------------------------------------------------------------
+
+_SAVED_STDERR: list = []  # sys.stderr as it was before -q pointed it at /dev/null
+
+
+VERBOSITY = {  # the options' declarations and settings, for the decorator and for commands already made
+    ("-q", "--quiet"): "Only errors on stderr: no progress, warnings or closing line (results and exit status "
+                       "as ever).",
+    ("-v", "--verbose"): "Also what the libraries underneath say: TensorFlow's start-up lines, Ray's logs (and "
+                         "where its log files are); every epoch of train. [env var: XCEPTION_DEBUG=1 adds full "
+                         "tracebacks]",
+}
+
+
+def verbosity_options(fn):
+    """``-q/--quiet`` and ``-v/--verbose`` on a command function (every command of the group gets
+    them anyway: ``with_verbosity``). They set ``logs.set_level`` for the run; ``-q`` sends what
+    the command would say on stderr to /dev/null, all but its error line (``quiet_stderr``)."""
+    for decls, text in reversed(VERBOSITY.items()):
+        fn = click.option(*decls, is_flag=True, expose_value=False, callback=_verbosity, help=text)(fn)
+    return fn
+
+
+def with_verbosity(command: click.Command) -> click.Command:
+    """``command`` with ``-q`` and ``-v`` (unless it has them already)."""
+    have = {d for p in command.params for d in p.opts}
+    command.params.extend(click.Option(list(decls), is_flag=True, expose_value=False, callback=_verbosity, help=text)
+                          for decls, text in VERBOSITY.items() if not have & set(decls))
+    return command
+
+
+def _verbosity(ctx: click.Context, param: click.Parameter, value: bool):
+    from .. import logs
+
+    if not value:
+        return value
+    seen = ctx.meta.setdefault("xception.verbosity", set())  # shared by the group's and the command's context
+    seen.add(param.name)
+    if seen == {"quiet", "verbose"}:
+        raise click.UsageError("-q (only errors) and -v (more than usual) cannot go together", ctx)
+    logs.set_level(logs.QUIET if param.name == "quiet" else logs.VERBOSE)
+    if param.name == "quiet":
+        quiet_stderr()
+    return value
+
+
+def quiet_stderr() -> None:
+    """Whatever is written to ``sys.stderr`` from now on goes to /dev/null (``loud_stderr`` undoes it)."""
+    if not _SAVED_STDERR:
+        _SAVED_STDERR.append(sys.stderr)
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - closed by loud_stderr
+
+
+def loud_stderr() -> None:
+    """``sys.stderr`` as it was before ``quiet_stderr`` (for an error line, and at the end)."""
+    if _SAVED_STDERR:
+        quiet, sys.stderr = sys.stderr, _SAVED_STDERR.pop()
+        quiet.close()
+
+
+class StderrLogHandler(logging.Handler):
+    """The logger ``xception_cli`` on the command line: a record at WARNING or above as
+    ``warning: MESSAGE``, below it as the message, on stderr as the commands' own lines (-q
+    silences both). Installed for one run by ``cli.OneLineErrors``."""
+
+    def emit(self, record):
+        try:
+            message = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                warn(message)
+            else:
+                click.echo(said(message), err=True)
+        except Exception:  # noqa: BLE001 - logging's own rule: a handler never raises
+            self.handleError(record)

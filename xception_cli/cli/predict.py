@@ -57,9 +57,13 @@ class RichUI:
         if total is not None and done >= total:
             bar.stop()
 
-    def progress(self, total: int, label: str = "classifying"):
+    def stop(self) -> None:
+        """The download's bar off the screen (Ctrl-C or an error during the download)."""
         if self._download is not None:
             self._download[0].stop()
+
+    def progress(self, total: int, label: str = "classifying"):
+        self.stop()
         if not self.show_progress:
             return None
         return _Bar(self, total, label)

@@ -7,6 +7,7 @@ import click
 from ..config import RESIZE_MODES
 from .common import (
     CONTEXT,
+    epoch_line_due,
     follow_links_option,
     friendly_errors,
     runtime_option,
@@ -72,8 +73,10 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
     def on_epoch(row: dict) -> None:
         metrics = (f"loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f}"
                    + (f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}" if "val_loss" in row else ""))
-        if bar is None:
-            click.echo(f"{row['stage']} epoch {row['epoch']}: {metrics}", err=True)
+        if bar is None:  # piped: a few lines, not one per epoch (-v: every epoch)
+            total = epochs if row["stage"] == "head" else fine_tune_epochs
+            if epoch_line_due(row["epoch"], total):
+                click.echo(f"{row['stage']} epoch {row['epoch']}/{total}: {metrics}", err=True)
             return
         stage = row["stage"]
         if stage not in tasks:

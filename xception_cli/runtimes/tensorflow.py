@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..keras_import import import_keras
+from ..logs import verbose
 from .network import Network, NetworkSpec, weight_arrays
 
 _TF_READY = False
@@ -33,18 +34,19 @@ def import_tensorflow_quietly() -> None:
     """Import TensorFlow and Keras without the C++ start-up chatter on stderr.
 
     TensorFlow's CUDA probing logs through absl before any log level applies, so stderr (fd 2)
-    is pointed at /dev/null while TensorFlow loads and enumerates devices. Setting
-    ``TF_CPP_MIN_LOG_LEVEL`` yourself (or ``XCEPTION_DEBUG``) keeps everything visible.
+    is pointed at /dev/null while TensorFlow loads and enumerates devices, whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says (it does not reach those lines). ``-v`` (``logs.verbose()``,
+    or ``XCEPTION_DEBUG``) keeps everything visible.
     """
     global _TF_READY
     if _TF_READY:
         return
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or os.environ.get("XCEPTION_DEBUG"):
+    if verbose():
         _enable_onednn()
         import_keras()
         _TF_READY = True
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # a level the user chose holds after the start
     sys.stderr.flush()
     _enable_onednn()
     saved = os.dup(2)

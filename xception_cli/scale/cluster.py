@@ -71,7 +71,8 @@ def init_ray(address: str | None, quiet: bool = True):
             private = own.init_arguments(ray) if own else {}
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=not quiet, configure_logging=True,
-                         logging_level="ERROR", runtime_env={"env_vars": env} if env else None, **private)
+                         logging_level="ERROR" if quiet else "INFO", runtime_env={"env_vars": env} if env else None,
+                         **private)
             finally:
                 if own:
                     own.started()

@@ -148,17 +148,14 @@ def record_from_json(text: str):
 
 def build_dataset(names: list[str], missing: set[str], options, actors: int, cpus_per_actor: float,
                   decode_cpus: float = DECODE_CPUS, progress: bool = False):
-    """names -> decode tasks -> actor pool: a lazy dataset of ``path, ok, record, node``."""
-    import logging
-
+    """names -> decode tasks -> actor pool: a lazy dataset of ``path, ok, record, node``.
+    ``progress``: Ray Data's own progress bars (the command line draws its own)."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = progress  # Ray's own bars, on a terminal only
+    ctx.enable_progress_bars = progress
     ctx.enable_auto_log_stats = False
-    if not progress:
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
     ds = ray.data.from_items([{"path": n, "missing": n in missing} for n in names],
                              override_num_blocks=max(1, min(len(names), 4 * max(actors, 1))))
     ds = ds.map_batches(decode_batch, batch_size=options.batch_size, num_cpus=decode_cpus,

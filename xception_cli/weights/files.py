@@ -43,7 +43,8 @@ def file_format(path: str | os.PathLike) -> str:
     except OSError as e:
         raise WeightsError(f"{path}: cannot read ({e.strerror or e})") from None
     if not hdf5:
-        raise WeightsError(f"{path}: not a weights file (expected HDF5 .h5 / .weights.h5, or .keras)")
+        raise WeightsError(f"{path}: not a weights file (expected HDF5 .h5 / .weights.h5, .keras, or an OpenVINO "
+                           "IR .xml from xception export openvino)")
     return "keras-weights" if path.name.endswith(".weights.h5") else "legacy-h5"
 
 
