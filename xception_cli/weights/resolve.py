@@ -66,7 +66,7 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     hint = (
         f"download it elsewhere and pass it with --weights PATH or {ENV_WEIGHTS}=PATH, "
-        f"or copy it to {dest}"
+        f"or copy it to {dest}; or try the tool with --weights none (random weights, meaningless labels)"
     )
     h = hashlib.md5()
     fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
@@ -198,16 +198,19 @@ def resolve_weights(
                 raise WeightsError(f"{path}: weights file not found (from ${ENV_WEIGHTS})")
             return path
         spec = official_file(include_top)
-        cached = keras_cache_dir() / spec.filename
-        if cached.is_file():
-            digest = md5sum(cached)
-            if digest != spec.md5:
-                raise WeightsError(
-                    f"{cached}: md5 is {digest}, expected {spec.md5}: the file is corrupt or not the official "
-                    "Xception weights; delete it to download it again"
-                )
-            return cached
-        return download(spec, cached, progress=progress)
+        # Without the top (embed, train), the file with the top serves as well (its classifier
+        # is dropped): whichever of the two the cache holds, before any download.
+        for candidate in [spec] + ([] if include_top else [official_file(True)]):
+            cached = keras_cache_dir() / candidate.filename
+            if cached.is_file():
+                digest = md5sum(cached)
+                if digest != candidate.md5:
+                    raise WeightsError(
+                        f"{cached}: md5 is {digest}, expected {candidate.md5}: the file is corrupt or not the "
+                        "official Xception weights; delete it to download it again"
+                    )
+                return cached
+        return download(spec, keras_cache_dir() / spec.filename, progress=progress)
     path = Path(weights).expanduser()
     if not path.exists():
         raise WeightsError(f"{path}: weights file not found")
