@@ -14,8 +14,10 @@ changed file is never served from an entry made for the old one.
 
 An entry is written to a private temporary file in the same folder, fsynced and renamed into place:
 two processes filling one entry at once both succeed (the last rename wins, both files whole).
-Reading checks the magic, the key, the sizes and a CRC32 of the header and of the payload; a
-corrupt or truncated entry is removed and rebuilt with one warning (``note``), never a crash.
+Reading maps the file copy-on-write (no copy: the runtime uses the payload in place) and checks
+the magic, the key, the sizes and a CRC32 of the header and of the payload; a corrupt or truncated
+entry is removed and rebuilt with one warning (``note``), never a crash. An entry is never changed
+in place (replaced by rename, removed by unlink), so a mapping stays whole.
 
 Trust: the folders are created 0700 and must be this user's and closed to group and others; an
 entry must be this user's regular file, not writable by group or others. Anything else is never
@@ -32,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import mmap
 import os
 import stat
 import struct
@@ -49,6 +52,7 @@ DEFAULT_MAX_BYTES = 1 << 30
 MAGIC = b"XCEPTION-CLI\x00C\x00\x01"  # 16 bytes; the last two: the entry format's version
 _PREFIX = struct.Struct("<QI")  # header length, header CRC32
 MAX_HEADER_BYTES = 1 << 20
+PAGE = 4096
 SAMPLES, SAMPLE_BYTES = 64, 4096
 TOUCH_AFTER_S = 600  # a used entry's mtime is refreshed (for eviction) when older than this
 STALE_TEMP_S = 3600  # a writer's temporary file this old was left by a crash: removed at eviction
@@ -181,6 +185,8 @@ def write_entry(path: Path, key: str, header: dict, payload: bytes | memoryview 
     payload = memoryview(payload).cast("B")
     head = json.dumps({**header, "key": key, "payload_bytes": payload.nbytes,
                        "payload_crc32": zlib.crc32(payload)}).encode()
+    if payload.nbytes:  # padded so the payload starts on a page (the runtime uses it in place)
+        head += b" " * (-(len(MAGIC) + _PREFIX.size + len(head)) % PAGE)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".writing-", dir=path.parent)  # 0600, in the same folder
@@ -202,7 +208,7 @@ def write_entry(path: Path, key: str, header: dict, payload: bytes | memoryview 
     return True
 
 
-def read_entry(path: Path, key: str) -> tuple[dict, bytearray] | None:
+def read_entry(path: Path, key: str) -> tuple[dict, memoryview] | None:
     """``(header, payload)`` of a trusted, whole entry for ``key``; ``None`` when there is none, or
     (with one warning) when it cannot be trusted or is corrupt (a corrupt one is removed)."""
     try:
@@ -231,7 +237,7 @@ def read_entry(path: Path, key: str) -> tuple[dict, bytearray] | None:
     return found
 
 
-def _read_checked(f, size: int, key: str) -> tuple[str | None, tuple[dict, bytearray] | None]:
+def _read_checked(f, size: int, key: str) -> tuple[str | None, tuple[dict, memoryview] | None]:
     prefix = f.read(len(MAGIC) + _PREFIX.size)
     if len(prefix) < len(MAGIC) + _PREFIX.size or not prefix.startswith(MAGIC):
         return "truncated or not an entry of this version", None
@@ -248,19 +254,30 @@ def _read_checked(f, size: int, key: str) -> tuple[str | None, tuple[dict, bytea
         want = int(header["payload_bytes"])
     except (ValueError, KeyError, TypeError):
         return "corrupt (header)", None
-    if size != len(prefix) + head_len + want:
-        return f"truncated ({size} bytes, expected {len(prefix) + head_len + want})", None
-    payload = bytearray(want)
-    view, done, crc = memoryview(payload), 0, 0
-    while done < want:  # the CRC of each piece while it is still in the CPU's cache
-        n = f.readinto(view[done:done + (4 << 20)])
-        if not n:
-            return "truncated", None
-        crc = zlib.crc32(view[done:done + n], crc)
-        done += n
+    start = len(prefix) + head_len
+    if size != start + want:
+        return f"truncated ({size} bytes, expected {start + want})", None
+    payload = _mapped(f, start, want)
+    crc = 0
+    for at in range(0, want, 4 << 20):
+        crc = zlib.crc32(payload[at:at + (4 << 20)], crc)
     if crc != header.get("payload_crc32"):
         return "corrupt (checksum)", None
     return None, (header, payload)
+
+
+def _mapped(f, start: int, length: int) -> memoryview:
+    """The payload, writable: mapped copy-on-write (no copy, pages shared with the page cache;
+    writes stay private), or read into memory where the file cannot be mapped."""
+    if length:
+        try:
+            return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY))[start:]
+        except (OSError, ValueError):
+            pass
+    f.seek(start)
+    payload = bytearray(length)
+    f.readinto(payload)
+    return memoryview(payload)
 
 
 def _remove(path: Path) -> None:

@@ -64,7 +64,7 @@ def _cpu() -> dict:
             "cores": os.cpu_count(), "usable": usable}
 
 
-def load(key: str | None) -> tuple[dict, bytearray] | None:
+def load(key: str | None) -> tuple[dict, memoryview] | None:
     """``(header, compiled network's bytes)`` for ``key``, or ``None``: build it (and ``store``)."""
     if key is None:
         return None

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +51,8 @@ def official_file(include_top: bool = True) -> WeightsFile:
 
 
 def _urlopen(url: str, timeout: float):  # indirection so tests can simulate the network
+    import urllib.request  # here: ~15 ms of imports (http, email, socket) no run without a download needs
+
     return urllib.request.urlopen(url, timeout=timeout)
 
 
@@ -83,7 +83,7 @@ def download(
                         done += len(block)
                         if progress:
                             progress(done, total)
-            except (urllib.error.URLError, OSError, TimeoutError) as e:
+            except (OSError, TimeoutError) as e:  # urllib's URLError is an OSError
                 reason = getattr(e, "reason", None) or e
                 raise WeightsError(
                     f"cannot download the ImageNet weights from {spec.url} ({reason}; are you offline?): {hint}"
