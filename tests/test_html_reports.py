@@ -186,6 +186,31 @@ def test_explain_records_show_the_heatmap_beside_the_photo_and_labels_as_text(sa
     assert len([n for n in tree.iter() if n.tag == "script"]) == 2  # the JSON block and the page's script
 
 
+def test_explain_writes_a_page_of_its_records(photos, weights_file, browser, tmp_path):
+    (photos / "broken.jpg").write_bytes(b"not a photo")
+    maps = tmp_path / "maps"
+    r = run("explain", photos, "-o", maps, "-k", "2", "--size", "200", "--weights", weights_file)
+    assert r.exit_code == 1, r.output  # broken.jpg
+    assert f"a page of them in {maps / 'explain.html'}" in r.stderr
+    records = {Path(d["path"]).name: d for d in map(json.loads, (maps / "explain.jsonl").read_text().splitlines())}
+    tree = parse(browser.dom(maps / "explain.html"))
+    cards = shown_cards(tree)
+    assert sorted(map(card_name, cards)) == sorted(records) and len(cards) == 5
+    for card in cards:
+        record = records[card_name(card)]
+        if "error" in record:
+            assert "error" in card.classes
+            continue
+        assert [li.find(cls="label").text() for li in card.find("ol").find_all("li")] == [
+            p["label"] for p in record["predictions"]]
+        pictures = card.find_all("img")  # the photo, then a heatmap per explained label
+        assert len(pictures) == 3 and all(i.attrs["src"].startswith("data:image/jpeg") for i in pictures)
+        assert pictures[1].attrs["alt"] == f"heatmap of {card_name(card)} for {record['predictions'][0]['label']}"
+    if os.environ.get("XCEPTION_DOCS_SCREENSHOTS") == "1":
+        save_for_docs(browser.screenshot(maps / "explain.html", tmp_path / "e.png", size=(1100, 760)),
+                      "report-explain.png")
+
+
 # -- similar --duplicates ----------------------------------------------------------------------------
 
 def test_duplicates_page_shows_each_group_side_by_side(samples, weights_file, browser, tmp_path, monkeypatch):

@@ -97,5 +97,16 @@ def explain(inputs, out_dir, top_k, classes, size, alpha, colormap, image_format
     job = ExplainJob(options, RichUI(show_progress=not no_progress and stderr_is_terminal()), started=STARTED)
     status = job.run()
     where = "stdout" if options.predict.output is None else options.predict.output
-    click.echo(said(f"{job.written} file(s) written in {out_dir}; records in {where}"), err=True)
+    page = ""
+    if options.predict.output is not None and status != 130:  # the page of every record in the file (--resume too)
+        import os
+
+        from ..output.html import jsonl_records, write_page
+        from ..output.target import Protected
+
+        page = os.path.join(out_dir, "explain.html")
+        write_page(page, jsonl_records(options.predict.output), command="explain", meta=job._array_meta(),
+                   protected=Protected(options.inputs))
+        page = f"; a page of them in {page}"
+    click.echo(said(f"{job.written} file(s) written in {out_dir}; records in {where}{page}"), err=True)
     sys.exit(status)

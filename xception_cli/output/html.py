@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .html_assets import SCRIPT, STYLE
-from .paths import is_uri, shown
+from .paths import from_record, is_uri, shown
 from .target import Protected, write_bytes
 
 THUMB = 160  # px, the longest side of a thumbnail
@@ -167,12 +167,13 @@ def item_of(record) -> Item:
     carry ``overlay``), a record as JSON Lines hold it (``path``, ``predictions`` or ``error``),
     or one explained label flat (``path``, ``label``, ``probability``, ``overlay``)."""
     if isinstance(record, Mapping):
+        path = from_record(str(record["path"]), record.get("path_base64"))  # a name's exact bytes, when kept
         if record.get("error") is not None:
-            return Item(str(record["path"]), [], str(record["error"]))
+            return Item(path, [], str(record["error"]))
         labels = record.get("predictions")
         if labels is None:
             labels = [record]
-        return Item(str(record["path"]), [(str(p["label"]), float(p["probability"])) for p in labels],
+        return Item(path, [(str(p["label"]), float(p["probability"])) for p in labels],
                     overlays=[str(p["overlay"]) for p in labels if p.get("overlay")])
     if record.error is not None:
         return Item(record.path, [], record.error)
@@ -198,9 +199,9 @@ def card(i: int, item: Item, thumbs: Mapping[str, Thumb | None]) -> str:
     kind = "card"
     if item.overlays:
         kind = f"card explain span{min(4, 1 + len(item.overlays))}"
-        heat = "".join(image(thumbs.get(o), f"heatmap of {name} for {label}")
-                       for o, (label, _) in zip(item.overlays, item.labels))
-        pics = f'<div class="pics">{pics}{heat}</div>'
+        heat = "".join(f'<div>{image(thumbs.get(o), f"heatmap of {name} for {label}")}<div class="hm">'
+                       f"{esc(label)}</div></div>" for o, (label, _) in zip(item.overlays, item.labels))
+        pics = f'<div class="pics"><div>{pics}<div class="hm">the photo</div></div>{heat}</div>'
     rows = "".join(f'<li><span class="label">{esc(label)}</span><span class="p">{p:.1%}</span>{bar(p)}</li>'
                    for label, p in item.labels)
     return f'<figure class="{kind}" id="c{i}">{pics}<figcaption>{caption}<ol class="labels">{rows}</ol>' \
@@ -240,7 +241,8 @@ def predictions_page(items: list[Item], meta: Mapping | None = None, thumbs: Map
         filters.append(("!", f"errors ({failed:,})"))
     noun = "photo" if len(items) == 1 else "photos"
     title = f"xception {command}: {len(items):,} {noun}"
-    header = (f"<header><h1>{esc(title)}</h1><p class=\"meta\">{len(items) - failed:,} classified, {failed:,} "
+    done = "explained" if command == "explain" else "classified"
+    header = (f"<header><h1>{esc(title)}</h1><p class=\"meta\">{len(items) - failed:,} {done}, {failed:,} "
               f"failed · {esc(made_by(meta))}</p>{controls(SORTS['predictions'], filters)}</header>")
     body = '<div class="grid" id="grid">' + "\n".join(card(i, it, thumbs) for i, it in enumerate(items)) + "</div>"
     records = {"kind": command, "items": [
@@ -274,6 +276,22 @@ def write_page(path: str, records, *, command: str = "predict", meta: Mapping | 
     (``target.write_bytes``): explain's records beside its pictures, or JSON Lines records read back."""
     page = predictions_page([item_of(r) for r in records], meta, command=command)
     write_bytes(path, page.encode("utf-8"), protected)
+
+
+def jsonl_records(path: str) -> list[dict]:
+    """The records of a JSON Lines file this tool wrote (predict's or explain's): a line that is not
+    a whole record (one cut short by a kill) is left out."""
+    out = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("path"), str) and (
+                    "error" in record or isinstance(record.get("predictions"), list)):
+                out.append(record)
+    return out
 
 
 # -- near-duplicates -----------------------------------------------------------------------------

@@ -28,7 +28,8 @@ main { padding: 16px 20px 40px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 8px; margin: 0;
   content-visibility: auto; contain-intrinsic-size: 190px 300px; min-width: 0; }
 .card[hidden], .group[hidden] { display: none; }
-.pics { display: flex; gap: 6px; justify-content: center; }
+.pics { display: flex; gap: 6px; justify-content: space-around; }
+.pics .hm { font-size: 12px; color: var(--muted); text-align: center; margin-top: 2px; overflow-wrap: anywhere; }
 .thumb { display: block; width: 160px; height: 160px; object-fit: contain; margin: 0 auto; }
 .noimg { width: 160px; height: 160px; margin: 0 auto; display: flex; align-items: center; justify-content: center;
   color: var(--muted); border: 1px dashed var(--line); border-radius: 4px; font-size: 12px; text-align: center; }
