@@ -25,25 +25,33 @@ def records_of(folder) -> list[dict]:
     return [json.loads(line) for line in (folder / RECORDS).read_text().splitlines()]
 
 
-def grad_cam(model, batch: np.ndarray, classes: list[int]) -> np.ndarray:
+def written(folder) -> set[str]:
+    """What a run left in its folder, the report page aside."""
+    return set(os.listdir(folder)) - {"explain.html"}
+
+
+def grad_cam(model, batch: np.ndarray, *class_lists: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Keras' Grad-CAM recipe, with a gradient: each image's class score (the logit)
     differentiated with respect to block14_sepconv2_act, averaged per channel, the map weighted by
-    it, ReLU, scaled by its maximum (NaN where that is 0, as the recipe gives). One tape for the
-    batch: an image's score depends on its own map only."""
+    it, ReLU, scaled by its maximum (NaN where that is 0, as the recipe gives). One forward pass:
+    ``(probabilities, [maps for each list of classes, one class per image])``."""
     import keras
     import tensorflow as tf
 
     conv = keras.Model(model.inputs, model.get_layer("block14_sepconv2_act").output)
     dense = model.get_layer("predictions")
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         a = conv(batch)
         tape.watch(a)
         logits = tf.matmul(model.get_layer("avg_pool")(a), dense.kernel) + dense.bias
-        score = tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1))
-    alpha = tf.reduce_mean(tape.gradient(score, a), axis=(1, 2))
-    cam = tf.nn.relu(tf.reduce_sum(a * alpha[:, None, None, :], axis=-1)).numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return cam / cam.max(axis=(1, 2), keepdims=True)
+        scores = [tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1)) for classes in class_lists]
+    maps = []
+    for score in scores:  # an image's score depends on its own map only: one tape for the batch
+        alpha = tf.reduce_mean(tape.gradient(score, a), axis=(1, 2))
+        cam = tf.nn.relu(tf.reduce_sum(a * alpha[:, None, None, :], axis=-1)).numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            maps.append(cam / cam.max(axis=(1, 2), keepdims=True))
+    return tf.nn.softmax(logits).numpy(), maps
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +72,26 @@ def assert_same_maps(ours: np.ndarray, theirs: np.ndarray) -> None:
 
 
 def test_raw_map_is_keras_grad_cam(tmp_path, presized, weights_file, reference_model, keras_batch):
+    from xception_cli.labels import class_index
+
     files, batch = keras_batch
+    logits = reference_model.predict(batch, verbose=0)
+    top = [int(i) for i in np.argmax(logits, axis=1)]
+    chosen = int(np.argsort(logits[0])[-7])  # the first photo's 7th, explained on every photo
+    probs, (top_maps, chosen_maps) = grad_cam(reference_model, batch, top, [chosen] * len(files))
+    assert np.abs(probs - logits).max() < 1e-5  # the recipe's model is the reference model
+    assert (~np.isnan(top_maps).any(axis=(1, 2))).sum() >= 2 and not np.isnan(chosen_maps).all()
+
     r, code = explain(presized, "--resize", "squash", "--raw", "-o", tmp_path / "top", weights=weights_file)
     assert code == 0, r.output
     recs = records_of(tmp_path / "top")
     assert [rec["path"] for rec in recs] == [str(f) for f in files]
+    assert [rec["predictions"][0]["index"] for rec in recs] == top
     ours = np.stack([np.load(rec["predictions"][0]["map"]) for rec in recs])
     assert ours.shape == (len(files), 10, 10) and ours.dtype == np.float32
-    assert_same_maps(ours, grad_cam(reference_model, batch, [rec["predictions"][0]["index"] for rec in recs]))
+    assert_same_maps(ours, top_maps)
 
-    # A class named by label, whatever its rank: its map, probability and rank among all classes.
-    probs = reference_model.predict(batch, verbose=0)
-    chosen = int(np.argsort(probs[0])[-7])  # 7th of the first photo
-    from xception_cli.labels import class_index
-
+    # A class named by its label, whatever its rank: its map, probability and rank among all classes.
     r, code = explain(presized, "--resize", "squash", "--raw", "--class", class_index()[chosen][1],
                       "-o", tmp_path / "chosen", weights=weights_file)
     assert code == 0, r.output
@@ -85,9 +99,7 @@ def test_raw_map_is_keras_grad_cam(tmp_path, presized, weights_file, reference_m
     assert all(len(p) == 1 and p[0]["index"] == chosen for p in picked)
     assert picked[0][0]["rank"] == 7
     assert max(abs(p[0]["probability"] - probs[i, chosen]) for i, p in enumerate(picked)) < 1e-5
-    theirs = grad_cam(reference_model, batch, [chosen] * len(files))
-    assert not np.isnan(theirs).all()
-    assert_same_maps(np.stack([np.load(p[0]["map"]) for p in picked]), theirs)
+    assert_same_maps(np.stack([np.load(p[0]["map"]) for p in picked]), chosen_maps)
 
 
 def test_tensorflow_runtime_gives_the_same_maps(tmp_path, presized, weights_file):
@@ -159,8 +171,8 @@ def test_bad_files_are_error_records_as_in_predict(tmp_path, samples, weights_fi
     errors = {rec["path"]: rec.get("error") for rec in records_of(tmp_path / "o")}
     assert errors == {rec["path"]: rec.get("error") for rec in json.loads(p.stdout)}
     assert sum(e is None for e in errors.values()) == 1
-    assert sorted(os.listdir(tmp_path / "o")) == sorted([RECORDS, os.path.basename(
-        records_of(tmp_path / "o")[[e is None for e in errors.values()].index(True)]["predictions"][0]["overlay"])])
+    good = next(rec for rec in records_of(tmp_path / "o") if "error" not in rec)
+    assert written(tmp_path / "o") == {RECORDS, os.path.basename(good["predictions"][0]["overlay"])}
 
     r, code = explain(tmp_path / "nothing-here.jpg", "-o", tmp_path / "o2", weights=weights_file)
     assert code == 2 and "no such file" in r.output
@@ -200,7 +212,7 @@ def test_names_stay_inside_and_distinct(tmp_path, samples, weights_file):
     r, code = explain(tmp_path / "a", tmp_path / "b", "-o", out, "--raw", weights=weights_file)
     assert code == 0, r.output
     assert outside.read_bytes() == b"keep" and not os.path.islink(planted)
-    assert sorted(os.listdir(out)) == sorted([RECORDS, *map(os.path.basename, files)])  # no staging left
+    assert written(out) == {RECORDS, *map(os.path.basename, files)}  # no staging folder left
 
 
 def test_an_input_is_never_written_over(tmp_path, samples, weights_file):
@@ -239,3 +251,22 @@ def test_colormaps_are_perceptually_uniform():
     photo = Image.new("RGB", (40, 30), (200, 100, 0))
     half = np.asarray(overlay(photo, np.full((10, 10), 1.0), alpha=0.5), dtype=int)
     assert np.abs(half - (np.array([200, 100, 0]) + colormap("viridis")[255]) / 2).max() <= 1
+
+
+def test_openvino_path_imports_no_tensorflow(tmp_path, presized, weights_file):
+    """The maps come without TensorFlow or Keras on the OpenVINO path (a process of its own)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from xception_cli.explain import Explainer\n"
+        f"(e,) = Explainer(weights={str(weights_file)!r}, runtime='openvino').explain("
+        f"{str(next(presized.glob('*.png')))!r})\n"
+        "assert e.error is None and e.maps.shape == (1, 10, 10), e\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "XCEPTION_NO_CACHE": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

@@ -199,8 +199,22 @@ class ExplainExecutor:
             ui.warn(note)
 
     def batches(self):
-        for batch in self.explainer.stream(self.decoder, self.head):
-            yield [self.pictures.record(e) for e in batch]
+        """Each batch's records once its pictures are written; a batch's pictures are drawn and
+        written in a thread of their own while the next batch runs through the network."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="explain-write")
+        pending: deque = deque()
+        try:
+            for batch in self.explainer.stream(self.decoder, self.head):
+                pending.append(pool.submit(lambda b=batch: [self.pictures.record(e) for e in b]))
+                if len(pending) > 1:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # a batch being written is finished, the next one not begun
 
     def close(self) -> None:
         if self.decoder is not None:
