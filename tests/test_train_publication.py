@@ -39,7 +39,7 @@ def test_links_planted_at_the_old_temporary_names_are_never_followed(tmp_path, d
     assert not out.is_symlink() and h5py.is_hdf5(out)
     assert json.loads(Path(f"{out}.report.json").read_text())["model"] == str(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["victim.txt", "m.h5", "m.h5.report.json", *(p.name for p in planted)])  # no staging folder left
+        ["victim.txt", "m.h5", "m.h5.report.json", "m.h5.report.html", *(p.name for p in planted)])  # nothing else
 
 
 def test_a_failed_training_leaves_the_earlier_model_and_report(tmp_path, weights_file):
