@@ -104,6 +104,25 @@ def float_input_ir(tmp_path_factory, weights_file):
     return out
 
 
+def test_the_ir_takes_what_openvino_model_server_adds(float32_ir, pixels, reference_probs):
+    """OpenVINO Model Server decodes JPEG/PNG to BGR; `--layout NHWC --color_format BGR:RGB --shape
+    (1,299,299,3)` makes it add these steps to the IR (as its modelinstance.cpp does), and the IR
+    then classifies BGR pixels as predict classifies the RGB ones."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    model = ov.Core().read_model(str(float32_ir))
+    model.reshape([1, 299, 299, 3])
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NHWC"))
+    ppp.input().tensor().set_color_format(ColorFormat.RGB)  # OVMS: the part after the colon ...
+    ppp.input().preprocess().convert_color(ColorFormat.BGR)  # ... converted to the part before it
+    compiled = ov.Core().compile_model(ppp.build(), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    bgr = np.ascontiguousarray(pixels[:, :, :, ::-1])
+    assert_same(np.concatenate([compiled(bgr[i:i + 1])[0] for i in range(len(bgr))]), reference_probs)
+
+
 def test_input_float_keeps_the_float_input(float_input_ir, tmp_path, weights_file, photos_batch, reference_probs):
     import openvino as ov
 
