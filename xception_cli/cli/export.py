@@ -41,7 +41,8 @@ def export(fmt, output, weights, int8, calibrate, calibration_size, resize, inpu
 
     The IR and the ONNX model take uint8 RGB pixels (N, 299, 299, 3), already resized, and
     scale them inside; the IR records its NHWC layout, so OpenVINO Model Server can be sent
-    JPEG/PNG bytes. --input float keeps a float32 input scaled to [-1, 1] by the client.
+    JPEG/PNG bytes (serve it with --layout NHWC --color_format BGR:RGB: its OpenCV decodes to
+    BGR). --input float keeps a float32 input scaled to [-1, 1] by the client.
 
     Each export writes NAME.EXT.meta.json beside the model (in a SavedModel: xception.meta.json):
     weights md5, preprocessing, input kind, labels, precision, and each model file's size and sha256. The

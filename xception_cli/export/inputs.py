@@ -5,6 +5,8 @@
   the model. A serving client sends pixels, and OpenVINO Model Server, which can decode JPEG/PNG
   itself only for an NHWC input whose layout it knows, takes image bytes: the IR's input carries
   its layout (``NHWC``) and element type (``u8``), added by OpenVINO's ``PrePostProcessor``.
+  (The server decodes with OpenCV, to BGR: ``--color_format BGR:RGB`` makes it swap the channels
+  back; ``tests/test_export.py`` applies the steps it adds.)
 - ``float``: float32 already scaled to ``[-1, 1]`` (the client does the scaling), as before.
 
 The ONNX model gets the same prefix as nodes (``onnx_graph.build_onnx(input_kind="uint8")``).
