@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .cacheopt import no_cache_option
 from .common import (
     CONTEXT,
     FatalError,
@@ -41,6 +42,7 @@ def _batch_list(ctx, param, value: str) -> list[int]:
               help="Time each batch size for this long instead of a number of iterations.")
 @precision_option
 @runtime_option
+@no_cache_option
 @click.option("--compare-precision", is_flag=True, help="Run float32 and bfloat16 on the same inputs and compare.")
 @click.option("--model", type=click.Choice(["xception", "inception-v3"]), default="xception", show_default=True,
               help="inception-v3: keras.applications.InceptionV3 with random weights, measured the same way.")

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from .cacheopt import no_cache_option
 from .common import (
     CONTEXT,
     FatalError,
@@ -39,6 +40,7 @@ from .common import (
               "file must be named].")
 @precision_option
 @runtime_option
+@no_cache_option
 @friendly_errors
 def similar(queries, embeddings_file, top_k, duplicates, threshold, max_pairs, fmt, output, weights, precision,
             runtime):
