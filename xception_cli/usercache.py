@@ -116,7 +116,10 @@ def take_notes() -> list[str]:
 
 
 def _untrusted(st: os.stat_result, what: str, mask: int) -> str | None:
-    """Why a file or folder of the cache cannot be trusted, or ``None``."""
+    """Why a file or folder of the cache cannot be trusted, or ``None`` (where there are no
+    owners and modes, as on Windows, the folder's own access rules stand)."""
+    if not hasattr(os, "geteuid"):
+        return None
     if st.st_uid != os.geteuid():
         return f"owned by another user (uid {st.st_uid})"
     if st.st_mode & mask:
@@ -135,10 +138,8 @@ def folder(kind: str, create: bool = True) -> Path | None:
             if create:
                 os.makedirs(path, mode=0o700, exist_ok=True)
             st = os.stat(path) if path == root else os.lstat(path)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            note(f"{path}: cannot use as the cache folder ({e.strerror or e}); running without the cache")
+        except OSError as e:  # not there, or cannot be made (a read-only home): no cache, quietly
+            log.debug("cache: %s cannot be used (%s); running without the cache", path, e)
             return None
         why = "not a folder" if not stat.S_ISDIR(st.st_mode) else _untrusted(st, "folder", 0o077)
         if why:
@@ -160,7 +161,8 @@ def fingerprint(path: str | os.PathLike) -> dict:
         h = hashlib.sha256(size.to_bytes(8, "little"))
         last = max(0, size - SAMPLE_BYTES)
         for i in range(SAMPLES if size > SAMPLE_BYTES else 1):
-            h.update(os.pread(f.fileno(), SAMPLE_BYTES, last * i // (SAMPLES - 1)))
+            f.seek(last * i // (SAMPLES - 1))
+            h.update(f.read(SAMPLE_BYTES))
     return {"path": real, "size": size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino,
             "dev": st.st_dev, "sample": h.hexdigest()}
 
@@ -312,7 +314,7 @@ def evict(keep: Path | None = None, limit: int | None = None) -> int:
                 st = e.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            if not stat.S_ISREG(st.st_mode) or _untrusted(st, "file", 0):
                 continue
             if e.name.startswith(".writing-"):
                 if now - st.st_mtime > STALE_TEMP_S:
