@@ -435,4 +435,4 @@ def test_reports_take_their_format_by_the_same_rules(tmp_path):
     assert r.exit_code == 0 and "14 blocks" in (tmp_path / "s.txt").read_text()
     r = CliRunner().invoke(cli, ["similar", "--duplicates", "--embeddings", str(tmp_path / "none.npz"),
                                  "-o", str(tmp_path / "dup.csv")])
-    assert r.exit_code == 2 and "similar writes table (.txt), jsonl (.jsonl), not csv" in r.stderr
+    assert r.exit_code == 2 and "similar writes table (.txt), jsonl (.jsonl), html (.html), not csv" in r.stderr
