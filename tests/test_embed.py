@@ -139,7 +139,7 @@ def test_predict_will_not_resume_into_embeddings(photos, weights_file, tmp_path)
     out = tmp_path / "e.npz"
     assert embed(photos, "-o", out, "--weights", weights_file).exit_code == 0
     r = CliRunner().invoke(cli, ["predict", str(photos), "-o", str(out), "--resume", "--weights", str(weights_file)])
-    assert r.exit_code == 2 and "predict writes jsonl, csv or json, not npz" in r.stderr
+    assert r.exit_code == 2 and "predict writes jsonl, csv, json or html, not npz" in r.stderr
 
 
 @pytest.fixture
