@@ -200,7 +200,7 @@ def test_two_processes_filling_at_once_both_succeed(cache_dir, weights_file, tmp
     assert network(weights_file).cache == "loaded"
 
 
-def test_no_cache_writes_nothing(cache_dir, weights_file, samples, monkeypatch):
+def test_no_cache_writes_nothing_and_v_says_what_the_cache_did(cache_dir, weights_file, samples, monkeypatch):
     from click.testing import CliRunner
 
     from xception_cli.cli import cli
@@ -214,8 +214,14 @@ def test_no_cache_writes_nothing(cache_dir, weights_file, samples, monkeypatch):
         assert not cache_dir.exists()
         monkeypatch.setenv(usercache.ENV_OFF, "0")  # what --no-cache set for this process (and its children)
         clear_engines()
-        with_cache = CliRunner().invoke(cli, args)  # the same command without it does write
+        with_cache = CliRunner().invoke(cli, [*args, "-v"])  # the same command without it does write
         assert with_cache.exit_code == 0 and len(entries(cache_dir)) == 1
+        assert f"cache: kept {entries(cache_dir)[0]}" in with_cache.stderr
+        clear_engines()
+        again = CliRunner().invoke(cli, [*args, "-v"])
+        assert f"cache: compiled network loaded from {entries(cache_dir)[0]}" in again.stderr
+        clear_engines()
+        assert "cache:" not in CliRunner().invoke(cli, args).stderr  # loaded again, said with -v only
     finally:
         clear_engines()
     assert [json.loads(x)["predictions"] for x in result.stdout.splitlines()] == \

@@ -98,6 +98,13 @@ def max_bytes() -> int:
         return DEFAULT_MAX_BYTES
 
 
+def say(message: str, *args) -> None:
+    """A line for ``-v`` (the logger ``xception_cli.cache``: INFO when verbose, else DEBUG)."""
+    from .logs import verbose
+
+    log.log(logging.INFO if verbose() else logging.DEBUG, "cache: " + message, *args)
+
+
 def note(message: str) -> None:
     """A warning for the user, once per process (``take_notes`` hands them over)."""
     with _lock:
@@ -139,7 +146,7 @@ def folder(kind: str, create: bool = True) -> Path | None:
                 os.makedirs(path, mode=0o700, exist_ok=True)
             st = os.stat(path) if path == root else os.lstat(path)
         except OSError as e:  # not there, or cannot be made (a read-only home): no cache, quietly
-            log.debug("cache: %s cannot be used (%s); running without the cache", path, e)
+            say("%s cannot be used (%s); running without the cache", path, e)
             return None
         why = "not a folder" if not stat.S_ISDIR(st.st_mode) else _untrusted(st, "folder", 0o077)
         if why:
@@ -206,7 +213,8 @@ def write_entry(path: Path, key: str, header: dict, payload: bytes | memoryview 
     finally:
         if tmp is not None:
             _remove(Path(tmp))
-    log.debug("cache: wrote %s (%d bytes)", path, payload.nbytes)
+    if payload.nbytes:
+        say("kept %s (%.1f MB)", path, payload.nbytes / 1e6)
     return True
 
 

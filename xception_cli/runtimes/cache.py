@@ -71,7 +71,7 @@ def load(key: str | None) -> tuple[dict, memoryview] | None:
     path = usercache.entry_path("networks", key)
     found = usercache.read_entry(path, key) if path is not None else None
     if found is not None:
-        usercache.log.debug("cache: compiled network loaded from %s", path)
+        usercache.say("compiled network loaded from %s", path)
     return found
 
 
