@@ -4,6 +4,7 @@ standard library only, no driver package), and the DOM it dumps read back into a
 - ``Browser.dom(page, fragment)``: the DOM after the page's script ran (``--dump-dom``), opened
   at ``page#fragment``.
 - ``Browser.screenshot(page, png)``: what a person sees.
+- ``Browser.console``: what the last page wrote on its console (script errors, policy violations).
 - ``netlog=``: Chromium's network log of the visit (``--log-net-log``); ``requested(netlog)``
   lists every URL the page asked for. Host names never resolve (``--host-resolver-rules``), so
   nothing can leave this machine even if a page tried.
@@ -26,7 +27,8 @@ from pathlib import Path
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
-         "--disable-extensions", "--mute-audio", "--host-resolver-rules=MAP * ~NOTFOUND")
+         "--disable-extensions", "--mute-audio", "--host-resolver-rules=MAP * ~NOTFOUND",
+         "--enable-logging=stderr", "--v=0")  # the page's console (errors, policy violations) on stderr
 SKIP_REASON = ("no Chromium to open the report pages in: `make install` installs Debian's chromium (as root, "
                "with apt-get), or set XCEPTION_CHROMIUM to a Chromium or Chrome binary")
 
@@ -41,6 +43,7 @@ def find() -> str | None:
 class Browser:
     def __init__(self, executable: str):
         self.executable = executable
+        self.console: list[str] = []  # what the last page said on its console (script errors, CSP violations)
 
     def run(self, url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         with tempfile.TemporaryDirectory(prefix="xception-chromium-") as profile:
@@ -48,6 +51,7 @@ class Browser:
                                capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError(f"chromium exited {r.returncode}: {r.stderr[-2000:]}")
+        self.console = [line.split("] ", 1)[-1] for line in r.stderr.splitlines() if ":CONSOLE" in line]
         return r
 
     def dom(self, page: Path, fragment: str = "", netlog: Path | None = None) -> str:

@@ -90,6 +90,7 @@ def test_a_card_per_photo_labels_and_error_cards_loading_nothing(predicted, brow
     page, records = predicted
     tree = parse(browser.dom(page, netlog=tmp_path / "net.json"))
     assert requested(tmp_path / "net.json") == []  # nothing asked of any network
+    assert browser.console == []  # no script error, nothing the policy had to block (its own style and script)
     cards = shown_cards(tree)
     assert sorted(map(card_name, cards)) == sorted(records) and len(cards) == 6
     for card in cards:
@@ -153,6 +154,11 @@ def test_a_page_cannot_reach_out_and_the_check_would_see_it(browser, tmp_path):
     guarded.write_text(document("t", "<header></header>", body))
     browser.dom(guarded, netlog=tmp_path / "guarded.json")
     assert requested(tmp_path / "guarded.json") == []
+    assert any("http://example.com/leak.png" in line and "Content Security Policy" in line for line in browser.console)
+    # and the console check sees a style the policy does not name
+    guarded.write_text(document("t", "<header></header>", "<p>x</p>").replace("<style>", "<style>/* not ours */"))
+    browser.dom(guarded)
+    assert any("Content Security Policy directive 'style-src" in line for line in browser.console)
 
 
 # -- explain records: the heatmap beside the photo ---------------------------------------------------
@@ -194,6 +200,7 @@ def test_explain_writes_a_page_of_its_records(photos, weights_file, browser, tmp
     assert f"a page of them in {maps / 'explain.html'}" in r.stderr
     records = {Path(d["path"]).name: d for d in map(json.loads, (maps / "explain.jsonl").read_text().splitlines())}
     tree = parse(browser.dom(maps / "explain.html"))
+    assert browser.console == []
     cards = shown_cards(tree)
     assert sorted(map(card_name, cards)) == sorted(records) and len(cards) == 5
     for card in cards:
@@ -225,6 +232,7 @@ def test_duplicates_page_shows_each_group_side_by_side(samples, weights_file, br
     r = run("similar", "--duplicates", "--threshold", "0.999", "--embeddings", embeddings, "-o", page)
     assert r.exit_code == 0, r.output
     tree = parse(browser.dom(page, "sort=name"))
+    assert browser.console == []
     (group,) = [g for g in tree.find(id="grid").children if not isinstance(g, str)]
     names = [f.find("figcaption").text() for f in group.find_all("figure")]
     assert sorted(names) == ["cat-copy.jpg", samples[1].name]
@@ -256,7 +264,7 @@ def test_train_writes_its_report_as_a_page_and_its_class_names_stay_text(weights
     report = json.loads(Path("shapes.h5.report.json").read_text())
     page = Path("shapes.h5.report.html")
     tree = parse(browser.dom(page))
-    assert tree.find("script") is None  # a page without a script
+    assert tree.find("script") is None and browser.console == []  # a page without a script; nothing blocked
     assert len(tree.find_all("polyline")) == 4  # loss and accuracy, training and validation
     classes = report["classes"]
     assert HOSTILE in classes
