@@ -173,13 +173,8 @@ def make_world(w: Path, weights_file: Path, samples: list[Path]) -> Path:
     im.resize((im.width * 2 // 3, im.height * 2 // 3), Image.Resampling.BICUBIC).save(
         w / "photos" / "cat-small.jpg", quality=85)
     make_shapes_dataset(w / "plants", per_class=4)
-    os.link(weights_file, w / "test-weights.h5") if _same_device(weights_file, w) else shutil.copy(
-        weights_file, w / "test-weights.h5")
+    _link_or_copy(weights_file, w / "test-weights.h5")
     return w
-
-
-def _same_device(a: Path, b: Path) -> bool:
-    return os.stat(a).st_dev == os.stat(b).st_dev
 
 
 def page_folder(world: Path, tmp_path: Path) -> Path:
@@ -197,6 +192,7 @@ def _link_or_copy(src, dst):  # the photos and weights are only read: hard links
 
 def environment(folder: Path) -> dict[str, str]:
     return {"HOME": str(folder / "home"), "XCEPTION_WEIGHTS": str(folder / "test-weights.h5"),
+            "XCEPTION_CACHE_DIR": str(folder / "home" / ".cache" / "xception-cli"),
             "COLUMNS": "80", "LINES": "50", "NO_COLOR": "1", "TERM": "dumb", "XCEPTION_DEBUG": None}
 
 
