@@ -324,4 +324,6 @@ def test_data_never_becomes_markup_and_the_policy_names_the_page_own_code():
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
     assert policy.startswith("default-src 'none'; img-src data:;")
+    nan = predictions_page([item_of({"path": "a.jpg", "label": "x", "probability": float("nan")})], thumbs={})
+    assert '"p":null' in nan  # a probability that is not a number is no number in the page's JSON
     assert f"style-src {sha(style)};" in policy and f"script-src {sha(script)};" in policy

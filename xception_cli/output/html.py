@@ -30,6 +30,7 @@ import hashlib
 import html
 import io
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -58,6 +59,11 @@ def json_block(element_id: str, data) -> str:
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
+def number(x: float) -> float | None:
+    """A probability or similarity for the page's records (JSON has no NaN: ``None``)."""
+    return round(float(x), 6) if math.isfinite(x) else None
 
 
 def source_hash(text: str) -> str:
@@ -248,8 +254,8 @@ def predictions_page(items: list[Item], meta: Mapping | None = None, thumbs: Map
     records = {"kind": command, "items": [
         {"path": shown(it.path), "name": shown(os.path.basename(it.path)), "error": it.error is not None,
          "top": shown(it.labels[0][0]) if it.labels else None,
-         "p": round(it.labels[0][1], 6) if it.labels else None,
-         "labels": [[shown(label), round(p, 6)] for label, p in it.labels]} for it in items]}
+         "p": number(it.labels[0][1]) if it.labels else None,
+         "labels": [[shown(label), number(p)] for label, p in it.labels]} for it in items]}
     return document(title, header, body, records)
 
 
@@ -343,7 +349,7 @@ def duplicates_page(pairs: list[tuple[str, str, float]], threshold: float, sourc
                         f'{span}</p><div class="members">{figures}</div><details><summary>{len(listed):,} '
                         f'pair(s)</summary><ol class="pairs">{rows}</ol></details></section>')
         items.append({"name": shown(os.path.basename(members[0])), "top": None, "error": False,
-                      "p": round(best, 6), "members": [shown(m) for m in members]})
+                      "p": number(best), "members": [shown(m) for m in members]})
     title = f"xception similar --duplicates: {len(groups):,} group(s)"
     where = f" in {shown(source)}" if source else ""
     header = (f"<header><h1>{esc(title)}</h1><p class=\"meta\">{len(pairs):,} pair(s) at or above similarity "
