@@ -61,6 +61,8 @@ def machine() -> str:
 def header(what: str) -> tuple[str, frozenset[str]]:
     """Print what is measured and on which CPU (model, cores, the flags that matter), first thing."""
     print(f"{what}\nmachine: {machine()}  (+ present, - absent)", flush=True)
+    if hasattr(os, "getloadavg"):  # above the core count, other work shares the cores: expect noise
+        print(f"load average (1 min) at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     return cpu()
 
 
