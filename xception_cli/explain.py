@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from . import config
 from .config import RESIZE_MODES
@@ -180,21 +180,26 @@ def load_photo(source, size: int, resize: str, long_side: int | None) -> Decoded
     return Decoded(pixels, photo, view_box(*photo.size, size, resize))
 
 
+# EXIF orientation -> the turn that shows the photo upright (the EXIF specification's table)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
 def shown_photo(im: Image.Image, long_side: int | None) -> Image.Image:
-    """The photo as a person sees it: EXIF orientation applied, RGB, at most ``long_side`` pixels
-    on its long side (never enlarged)."""
+    """The photo as a person sees it: RGB, at most ``long_side`` pixels on its long side (never
+    enlarged; Pillow's antialiased bilinear), EXIF orientation applied (after the resize: a
+    smaller image to turn)."""
     try:
-        if im.getexif().get(0x0112, 1) != 1:
-            im = ImageOps.exif_transpose(im) or im
+        turn = _UPRIGHT.get(im.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the photo (as preprocess)
-        pass
+        turn = None
     im = to_rgb(im)
     w, h = im.size
     if long_side and max(w, h) > long_side:
         scale = long_side / max(w, h)
-        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC,
-                       reducing_gap=2.0)
-    return im
+        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    return im.transpose(turn) if turn is not None else im
 
 
 class PhotoDecoder(Decoder):

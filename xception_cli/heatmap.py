@@ -132,15 +132,36 @@ def overlay(photo, cam: np.ndarray, box=(0.0, 0.0, 1.0, 1.0), alpha: float = 0.5
 
 
 def encode(image, fmt: str = "png") -> bytes:
-    """The image as file bytes: PNG (fast compression) or JPEG (quality 90)."""
-    buf = io.BytesIO()
+    """The image as file bytes: PNG (``png_bytes``) or JPEG (quality 90)."""
     if fmt == "png":
-        image.save(buf, "PNG", compress_level=1)
-    elif fmt == "jpg":
+        return png_bytes(np.asarray(image.convert("RGB")))
+    if fmt == "jpg":
+        buf = io.BytesIO()
         image.save(buf, "JPEG", quality=90)
-    else:
-        raise ValueError(f"image format must be one of {', '.join(IMAGE_FORMATS)}; got {fmt!r}")
-    return buf.getvalue()
+        return buf.getvalue()
+    raise ValueError(f"image format must be one of {', '.join(IMAGE_FORMATS)}; got {fmt!r}")
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An ``(h, w, 3)`` uint8 image as a PNG file: 8-bit RGB, every row filtered "Up" (its
+    difference from the row above), deflated at level 1 — as small as Pillow's adaptive filtering
+    on photos, in half its time."""
+    import struct
+    import zlib
+
+    a = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w, _ = a.shape
+    rows = np.empty((h, 1 + 3 * w), np.uint8)
+    rows[:, 0] = 2  # filter type Up
+    rows[:, 1:] = a.reshape(h, -1)
+    rows[1:, 1:] -= a[:-1].reshape(h - 1, 3 * w)  # modulo 256, as the filter is defined
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, filtering 0, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+            + chunk(b"IEND", b""))
 
 
 def encode_map(cam: np.ndarray) -> bytes:
