@@ -96,7 +96,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
+        return f"{named(self.page)}:{self.line}"
 
     def commands(self) -> list[Command]:
         console = any(line.startswith("$ ") for line in self.body)
@@ -116,6 +116,10 @@ class Block:
                 text = text.rstrip()[:-1].rstrip() + " " + more.strip()
             out.append(Command(text.strip(), n, shows_output=console))
         return out
+
+
+def named(page: Path) -> str:
+    return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else str(page)
 
 
 def blocks(page: Path) -> list[Block]:
@@ -349,7 +353,7 @@ def run_page(page: Path, folder: Path) -> None:
         for cmd in block.commands():
             code, output = run_command(cmd, block, folder)
             output = output.replace(home, "~").replace(str(folder) + os.sep, "")
-            where = f"{page.relative_to(ROOT)}:{cmd.line}: $ {cmd.text}"
+            where = f"{named(page)}:{cmd.line}: $ {cmd.text}"
             assert code == cmd.exit_status, f"{where}\nexit status {code}, the page says {cmd.exit_status}\n{output}"
             if cmd.shows_output and block.mark != "output not checked":
                 shown, actual = normal(cmd.output), normal(output.splitlines())
@@ -439,3 +443,27 @@ def test_the_runner_compares_what_it_should(tmp_path):
     assert words("xception predict x | head") is None and words("xception predict 'a b'") == [
         "xception", "predict", "a b"]
     assert command_words("find . -name '*.jpg' | xception predict - > out.jsonl") == ["find", "xception"]
+
+
+def test_a_block_that_cannot_run_must_say_why(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```sh\ncurl https://example.com\n```\n")
+    with pytest.raises(pytest.fail.Exception, match=r"cannot run 'curl https://example.com' \(curl\): mark the block"):
+        run_page(page, tmp_path)
+    page.write_text("<!-- not run: needs the network -->\n```sh\ncurl https://example.com\n```\n")
+    run_page(page, tmp_path)  # marked: skipped
+    page.write_text("<!-- not run -->\n```sh\ncurl https://example.com\n```\n")  # no reason
+    with pytest.raises(AssertionError, match="unknown mark"):
+        blocks(page)
+
+
+def test_shown_output_and_exit_status_are_held_to(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```console\n$ printf 'a\\nb\\n'\na\nc\n```\n")
+    with pytest.raises(AssertionError, match="the page shows"):
+        run_page(page, tmp_path)
+    page.write_text("```console\n$ test -e nothing-here\n```\n")
+    with pytest.raises(AssertionError, match="exit status 1, the page says 0"):
+        run_page(page, tmp_path)
+    page.write_text("```console\n$ test -e nothing-here   # exit 1\n$ printf 'a\\nb\\n'\na\nb\n```\n")
+    run_page(page, tmp_path)
