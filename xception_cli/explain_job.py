@@ -27,7 +27,7 @@ from .jobs import PredictJob, PredictOptions
 from .labels import Prediction
 from .output.formats import format_of_path
 from .output.paths import display_path, file_id, shown
-from .output.target import Protected, Publication, is_stream
+from .output.target import Protected, Publication, is_stream, writable_folder
 from .pipeline import Record
 from .weights import weights_files
 
@@ -153,14 +153,17 @@ class Pictures:
                 files.append((base + ".npy", lambda cam=cam: encode_map(cam)))
             labels.append(Explained(p.rank, p.index, p.wnid, p.label, p.probability, os.path.join(o.out_dir, picture),
                                     os.path.join(o.out_dir, base + ".npy") if o.raw else None))
-        try:
+        try:  # a file that would be an input or the weights: this photo's error, the others go on
+            for name, _ in files:
+                self.protected.check(os.path.join(o.out_dir, name))
+        except OutputError as err:
+            return Record(e.path, error=f"not written: {err}")
+        try:  # anything else (another writer, a full disk, a read-only folder) stops the run, as for the records
             with Publication(self.protected) as pub:
                 for name, data in files:
                     with open(pub.stage(os.path.join(o.out_dir, name), companion=True), "wb") as f:
                         f.write(data())
-        except OutputError as err:  # this photo's file would be an input or the weights, or is being written
-            return Record(e.path, error=f"not written: {err}")
-        except OSError as err:  # a full disk, a quota, a read-only folder: stops the run, as for the records
+        except OSError as err:
             why = (err.strerror or str(err)).lower()
             raise OutputError(f"{shown(o.out_dir)}: cannot write {shown(files[0][0])}: {why}") from None
         self.written += len(files)
@@ -186,7 +189,8 @@ class ExplainExecutor:
         if self.head.named:
             names = ex.class_names()
             try:
-                self.head = replace(self.head, classes=tuple(resolve_class(c, names) for c in self.head.named))
+                chosen = dict.fromkeys(resolve_class(c, names) for c in self.head.named)  # each class once
+                self.head = replace(self.head, classes=tuple(chosen))
             except ValueError as e:
                 raise OutputError(str(e)) from None
         self.decoder = ex.decoder(items)
@@ -236,11 +240,9 @@ class ExplainJob(PredictJob):
         return items
 
     def _open_output(self, items):
-        try:
-            os.makedirs(self.x.out_dir, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"{shown(self.x.out_dir)}: cannot make the folder: {(e.strerror or str(e)).lower()}") \
-                from None
+        why = writable_folder(self.x.out_dir, make=True)  # said before any work, whichever way the records go
+        if why is not None:
+            raise OutputError(f"{shown(self.x.out_dir)}: cannot write there: {why}")
         return super()._open_output(items)
 
     def _executor(self):
