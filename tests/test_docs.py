@@ -1,5 +1,8 @@
 """Every example in README.md and docs/*.md is run, and the output it shows is checked.
 
+``python tests/test_docs.py PAGE...`` runs pages the same way and writes what each command printed
+under it, for a change to what a command prints (outputs a page elides with ``...`` are kept).
+
 How a page is run: its fenced blocks, top to bottom, in a folder of its own (a copy of one
 prepared world, below), so a later block may use what an earlier one wrote.
 
@@ -342,8 +345,10 @@ def matches(shown: list[str], actual: list[str], numbers_vary: bool) -> bool:
         shown[1:], actual[1:], numbers_vary)
 
 
-def run_page(page: Path, folder: Path) -> None:
-    home = str(folder / "home")
+def run_page(page: Path, folder: Path, rewrite: bool = False) -> None:
+    """Run a page's examples in ``folder``; with ``rewrite``, put what each command printed under it
+    on the page instead of comparing (outputs the page elides with ``...`` are kept as they are)."""
+    home, printed = str(folder / "home"), {}
     for block in blocks(page):
         if block.mark == "not run" or (block.lang not in SHELL and block.lang != "python"):
             continue
@@ -355,10 +360,28 @@ def run_page(page: Path, folder: Path) -> None:
             output = output.replace(home, "~").replace(str(folder) + os.sep, "")
             where = f"{named(page)}:{cmd.line}: $ {cmd.text}"
             assert code == cmd.exit_status, f"{where}\nexit status {code}, the page says {cmd.exit_status}\n{output}"
-            if cmd.shows_output and block.mark != "output not checked":
-                shown, actual = normal(cmd.output), normal(output.splitlines())
-                assert matches(shown, actual, block.mark == "numbers vary"), (
-                    f"{where}\n--- the page shows:\n" + "\n".join(cmd.output) + "\n--- the command printed:\n" + output)
+            if not cmd.shows_output or block.mark == "output not checked":
+                continue
+            if rewrite and not any("..." in line for line in cmd.output):
+                printed[cmd.line] = [ANSI.sub("", line).rstrip() for line in output.splitlines()]
+                continue
+            shown, actual = normal(cmd.output), normal(output.splitlines())
+            assert matches(shown, actual, block.mark == "numbers vary"), (
+                f"{where}\n--- the page shows:\n" + "\n".join(cmd.output) + "\n--- the command printed:\n" + output)
+    if printed:
+        lines, out, n = page.read_text(encoding="utf-8").splitlines(), [], 0
+        while n < len(lines):
+            out.append(lines[n])
+            n += 1
+            if n in printed:  # a command's line (1-based): its old output goes, up to the next command or fence
+                new = printed[n]
+                while out[-1].rstrip().endswith("\\") and n < len(lines):  # the command's continuation lines
+                    out.append(lines[n])
+                    n += 1
+                while n < len(lines) and not lines[n].startswith(("$ ", "```")):
+                    n += 1
+                out.extend(new)
+        page.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
 # -- the tests --------------------------------------------------------------------------------------
@@ -467,3 +490,23 @@ def test_shown_output_and_exit_status_are_held_to(tmp_path):
         run_page(page, tmp_path)
     page.write_text("```console\n$ test -e nothing-here   # exit 1\n$ printf 'a\\nb\\n'\na\nb\n```\n")
     run_page(page, tmp_path)
+
+
+def main(argv: list[str]) -> None:
+    """``python tests/test_docs.py PAGE...``: run the pages as the test does and write what each
+    command printed under it (after a change to what a command prints; review the diff)."""
+    import tempfile
+
+    from xception_cli.synthetic import make_weights_file
+
+    os.environ.setdefault("XCEPTION_NO_CACHE", "1")
+    samples = sorted((ROOT / "tests" / "data").glob("*.jpg"))
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = make_weights_file(Path(tmp) / "xception_test.h5", samples, seed=0)  # as conftest's
+        world = make_world(Path(tmp) / "world", weights, samples)
+        for i, page in enumerate(argv):
+            run_page(Path(page).resolve(), page_folder(world, Path(tmp) / f"page{i}"), rewrite=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
