@@ -325,7 +325,7 @@ class PredictJob:
             self.kept = o.output if not whole else None
             self._closing_line(done - failed, failed, True, loaded_at, where, head="stopped: ")
             raise OutputError(self._write_error_message(write_error))
-        if o.fmt == "table":
+        if o.fmt == "table" and table_rows:  # (none: Ctrl-C came first)
             self.ui.table(table_rows, self.stdout)
         if interrupted or len(items) > 1 or failed or where:
             self._closing_line(done - failed, failed, interrupted, loaded_at, where)
