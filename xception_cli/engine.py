@@ -8,7 +8,9 @@
   ``weights.describe`` once; ``engine.class_names`` and ``engine.resize`` read it.
 - ``engine.runtime``: chosen once by ``runtimes.choose_runtime`` (``auto``: OpenVINO whenever it
   can read the weights format).
-- ``engine.network`` / ``engine.infer``: the loaded network and its ``f(batch) -> outputs``.
+- ``engine.network`` / ``engine.infer``: the loaded network and its ``f(batch) -> outputs``. On
+  OpenVINO, a network compiled by an earlier run for the same weights file and settings comes
+  from the user's cache (``runtimes.cache``; ``cache=False`` or ``--no-cache``: built here).
 - ``engine.model``: the Keras model (reference, Keras formats, training), built
   only when something asks for it.
 """

@@ -9,6 +9,8 @@ a ``Network`` whose ``infer(batch)`` maps a float32 NHWC batch in ``[-1, 1]`` to
   Never imports TensorFlow or Keras.
 - ``tensorflow`` (``runtimes/tensorflow.py``): float32 as TensorFlow ops with BatchNormalization
   folded; bfloat16 as the Keras model under mixed precision; and every Keras weights format.
+- ``cache`` (``runtimes/cache.py``): OpenVINO's compiled networks kept in the user's cache
+  (``usercache``) and imported by later runs instead of reading, building and compiling again.
 
 ``choose_runtime`` is the only place the choice is made; ``decide_precision`` the only place the
 precision that will actually run is decided. Both are pure functions of their arguments (CPU
