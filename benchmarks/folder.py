@@ -5,13 +5,13 @@ usage: python benchmarks/folder.py [--n 64] [--repeat 1] [--weights FILE] [--cal
 
 On --n photo-like JPEGs of 4000x3000 (make_corpus.py, seed 0) and one weights file (generated in
 the official layout unless --weights is given), times in one run, interleaved --repeat times,
-each command from process start to exit:
+each command from process start to exit (each round: the commands, then the floors' parts):
   - xception predict DIR -f jsonl -o FILE --no-progress, at each precision this CPU runs natively:
     float32 always; bfloat16 where it has AVX512-BF16 or AMX; INT8 (an IR made in this run by
     `xception export openvino --int8 --calibrate`, on --calibrate-n other photos, seed 1) where it
     has AVX512-VNNI, AVX-VNNI or AMX-INT8. A precision the CPU lacks is skipped, the reason printed.
   - benchmarks/naive_keras.py DIR --mode batch (and --mode loop with --loop).
-Then, in the same run, each precision's floor: the model alone at that precision on the batch
+And in each round, each precision's floor: the model alone at that precision on the batch
 shape predict uses (`xception benchmark -b 8`, all cores, median latency) and decoding +
 preprocessing alone (the CPU time of xception_cli.preprocess.load_image per photo, one core).
   floor time = N x (model ms/image + decode ms/image / cores)
@@ -20,8 +20,7 @@ decoding's CPU time must fit somewhere on the same cores. Start-up (imports, wei
 not counted, so a whole command cannot reach 100%; it is measured beside it (predict on one photo,
 less that photo's floor). Printed per precision: share of floor (floor time / wall time; target
 >= 95%), speed-up vs naive batch (INT8 target >= 5x where VNNI), and top-1 agreement of bfloat16
-and INT8 with float32. XCEPTION_CACHE_DIR points at a fresh folder
-for the run. --rss also compares predict's peak RSS on 32 and 256 photos (memory must stay flat).
+and INT8 with float32. XCEPTION_CACHE_DIR points at a fresh folder for the run. --rss also compares predict's peak RSS on 32 and 256 photos (memory must stay flat).
 """
 
 from __future__ import annotations
@@ -123,7 +122,7 @@ def top1(path: Path) -> dict[str, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", "--images", dest="n", type=int, default=64, help="photos in the corpus (default 64)")
-    ap.add_argument("--repeat", type=int, default=1, help="interleaved runs of each command (median reported)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of every command and floor (medians reported)")
     ap.add_argument("--weights", help="an official-layout .h5 (default: generated seeded weights, cached)")
     ap.add_argument("--calibrate-n", type=int, default=32, help="INT8 calibration photos (>= 10)")
     ap.add_argument("--model-iterations", type=int, default=8, help="timed batches for each model-alone floor")
@@ -149,27 +148,40 @@ def main() -> None:
     if args.loop:
         runs["naive loop"] = c.naive_cmd(folder, "loop", weights)
     results: dict[str, list[dict]] = {name: [] for name in runs}
-    for _ in range(args.repeat):
+    n, cores = args.n, os.cpu_count() or 1
+    first = sorted(folder.glob("*.jpg"))[0]  # start-up: predict on one photo, less that photo's floor
+    decs: list[float] = []
+    models: dict[str, list[dict]] = {p: [] for p in precisions}
+    ones: dict[str, list[float]] = {p: [] for p in precisions}
+    for i in range(args.repeat):
+        print(f"round {i + 1} of {args.repeat}: whole commands, then the floors' parts", flush=True)
         for name, cmd in runs.items():  # interleaved, so drift on a noisy machine hits all alike
             r = timed(cmd, env=env)
             results[name].append(r)
             print(f"  {name:<12} {r['wall_s']:7.2f} s  peak RSS {r['peak_rss_mb']:7.1f} MB", flush=True)
+        decs.append(decode_ms(folder))
+        for p in precisions:
+            models[p].append(model_alone(weights, p, int8_ir, args.model_iterations))
+            ones[p].append(timed(predict_cmd(first, OUT / "folder-one.jsonl", p, weights, int8_ir), env=env)["wall_s"])
+        print(f"  floors' parts: decode {decs[-1]:.1f} ms/photo; model alone "
+              + ", ".join(f"{p} {models[p][-1]['ms_per_image']:.1f}" for p in precisions) + " ms/image; one photo "
+              + ", ".join(f"{p} {ones[p][-1]:.2f}" for p in precisions) + " s", flush=True)
     wall = {name: statistics.median(r["wall_s"] for r in rs) for name, rs in results.items()}
-    n, cores = args.n, os.cpu_count() or 1
-
-    print("\nfloors, same run: model alone (xception benchmark -b 8) and decoding alone", flush=True)
-    dec = decode_ms(folder)
-    model = {p: model_alone(weights, p, int8_ir, args.model_iterations) for p in precisions}
+    dec = statistics.median(decs)
+    model = {p: {"ms_per_image": statistics.median(m["ms_per_image"] for m in ms),
+                 "gmacs_per_second": statistics.median(m["gmacs_per_second"] for m in ms),
+                 "precision_run": ms[0]["precision_run"]} for p, ms in models.items()}
     floor = {p: n * (model[p]["ms_per_image"] + dec / cores) / 1000 for p in precisions}
+    startup = {p: statistics.median(ones[p]) - floor[p] / n for p in precisions}
+
+    print("\nfloors, same run (medians of the rounds): model alone (xception benchmark -b 8), decoding alone",
+          flush=True)
     print(f"  decoding + preprocessing alone: {dec:.1f} ms of one core per photo ({cores} cores)")
     for p in precisions:
         print(f"  model alone, {p} (runs {model[p]['precision_run']}): {model[p]['ms_per_image']:.1f} ms/image, "
               f"{1000 / model[p]['ms_per_image']:.2f} images/s, {model[p]['gmacs_per_second']:.1f} GMAC/s")
-    first = sorted(folder.glob("*.jpg"))[0]  # start-up: predict on one photo, less that photo's floor
-    startup = {p: timed(predict_cmd(first, OUT / "folder-one.jsonl", p, weights, int8_ir), env=env)["wall_s"]
-               - floor[p] / n for p in precisions}
-    for p in precisions:
-        print(f"  start-up, {p} (predict on one photo, less its floor): {startup[p]:.2f} s")
+        print(f"    floor for {n} photos: {floor[p]:.2f} s; start-up (predict on one photo, less its floor): "
+              f"{startup[p]:.2f} s")
     peak = sgemm_gmacs()
     print(f"  float32 matmul peak here (NumPy sgemm 2048x2048, all cores): {peak:.1f} GMAC/s; the float32 model "
           f"runs at {model['float32']['gmacs_per_second'] / peak:.0%} of it")
