@@ -292,3 +292,20 @@ def test_ctrl_c_while_loading_takes_the_uis_live_displays_away(samples, tmp_path
                            stdout=io.StringIO()).run()
     assert code == 130 and ui.stopped == 1
     assert ui.notes[0] == "note: --weights none: random weights, so the labels mean nothing (to try the tool)"
+
+
+def test_a_failure_on_ray_is_told_by_its_remote_error():
+    from xception_cli.scale.executor import remote_error
+
+    class ActorDiedError(Exception):  # as Ray's: the remote traceback in error_msg
+        error_msg = ("The actor died because of an error raised in its creation task\nTraceback (most recent call "
+                     "last):\n  File \"stages.py\", line 73, in __init__\nWeightsError: w.h5: weights file not found")
+
+    try:
+        try:
+            raise ActorDiedError("the actor died")
+        except ActorDiedError as e:
+            raise RuntimeError("iteration failed") from e
+    except RuntimeError as e:
+        assert remote_error(e) == "WeightsError: w.h5: weights file not found"
+    assert remote_error(ValueError("no traceback here")) is None

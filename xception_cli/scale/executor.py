@@ -18,7 +18,7 @@ import os
 import sys
 from dataclasses import replace
 
-from ..errors import ImageError
+from ..errors import ImageError, XceptionError
 from ..logs import verbose
 from .cluster import (
     adopt_orphans,
@@ -97,9 +97,15 @@ class RayExecutor:
         self.ui.info(f"Ray's logs: {folder}{kept}")
 
     def batches(self):
-        for batch in self.ds.iter_batches(batch_size=self.o.batch_size, batch_format="numpy"):
-            self.nodes.update(batch["node"].tolist())
-            yield [record_from_json(t) for t in batch["record"]]
+        try:
+            for batch in self.ds.iter_batches(batch_size=self.o.batch_size, batch_format="numpy"):
+                self.nodes.update(batch["node"].tolist())
+                yield [record_from_json(t) for t in batch["record"]]
+        except Exception as e:  # an actor that could not start, a task that broke: what broke, in one line
+            why = remote_error(e)
+            if why is None:
+                raise
+            raise XceptionError(f"on Ray: {why}" + ("" if verbose() else " (-v shows Ray's logs)")) from e
 
     def close(self) -> None:
         try:
@@ -117,6 +123,22 @@ class RayExecutor:
             if self._printer is not None:
                 worker, printer = self._printer
                 worker.print_to_stdstream, self._printer = printer, None
+
+
+def remote_error(e: BaseException) -> str | None:
+    """The last line of the remote traceback Ray's error carries (``RuntimeError: boom``), or
+    ``None`` when there is none (Ray's own message is then all there is)."""
+    import re
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = getattr(e, "error_msg", None) or (str(e) if type(e).__module__.startswith("ray") else "")
+        lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+        if lines and re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*:", lines[-1]) and len(lines) > 1:
+            return lines[-1]
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _not_printed(data, ignore_prefix: bool = False) -> None:
