@@ -36,6 +36,26 @@ def batch(samples):
     return np.stack([preprocess_image(samples[0])])
 
 
+@pytest.fixture(scope="module")
+def template(weights_file, batch, tmp_path_factory):
+    """A cache filled once for ``weights_file`` (the network and the file's facts) and the outputs
+    of that network on ``batch``: tests that start from a filled cache copy it (no build each)."""
+    where = tmp_path_factory.mktemp("template") / "cache"
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv(usercache.ENV_DIR, str(where))
+        m.setenv(usercache.ENV_OFF, "0")
+        net = network(weights_file)
+        assert net.cache == "stored"
+        return where, net.infer(batch)
+
+
+@pytest.fixture
+def filled(cache_dir, template):
+    """``cache_dir`` holding the template's entries (modes and times kept); the expected outputs."""
+    shutil.copytree(template[0], cache_dir)
+    return template[1]
+
+
 def entries(cache_dir, kind="networks"):
     return sorted((cache_dir / kind).glob("*.entry")) if (cache_dir / kind).is_dir() else []
 
@@ -125,8 +145,7 @@ def test_a_file_changed_in_place_gets_a_new_fingerprint(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
-def test_a_damaged_entry_is_rebuilt_with_one_warning(cache_dir, weights_file, batch, damage):
-    good = network(weights_file)
+def test_a_damaged_entry_is_rebuilt_with_one_warning(cache_dir, filled, weights_file, batch, damage):
     (entry,) = entries(cache_dir)
     size = entry.stat().st_size
     if damage == "truncated":
@@ -139,13 +158,12 @@ def test_a_damaged_entry_is_rebuilt_with_one_warning(cache_dir, weights_file, ba
     assert rebuilt.cache == "stored"
     warnings = [n for n in rebuilt.notes if "cache entry" in n]
     assert len(warnings) == 1 and damage in warnings[0] and "rebuilt" in warnings[0]
-    assert np.array_equal(rebuilt.infer(batch), good.infer(batch))
+    assert np.array_equal(rebuilt.infer(batch), filled)
     again = network(weights_file)
     assert again.cache == "loaded" and not again.notes
 
 
-def test_untrusted_entries_and_folders_are_never_loaded(cache_dir, weights_file):
-    network(weights_file)
+def test_untrusted_entries_and_folders_are_never_loaded(cache_dir, filled, weights_file):
     (entry,) = entries(cache_dir)
     os.chmod(entry, 0o620)  # group-writable
     n = network(weights_file)
