@@ -283,3 +283,13 @@ def test_png_is_the_image():
         back = Image.open(io.BytesIO(png_bytes(a)))
         assert back.format == "PNG" and back.mode == "RGB"
         np.testing.assert_array_equal(np.asarray(back), a)
+
+
+def test_its_own_pictures_are_not_inputs(tmp_path, samples, weights_file):
+    (tmp_path / "cat.jpg").write_bytes(samples[1].read_bytes())
+    out = tmp_path / "maps"  # inside the folder explained
+    for _ in range(2):
+        r, code = explain(tmp_path, "-o", out, weights=weights_file)
+        assert code == 0, r.output
+        assert [rec["path"] for rec in records_of(out)] == [str(tmp_path / "cat.jpg")]
+    assert "skipped 1 file(s) found in the output folder" in r.output

@@ -236,6 +236,17 @@ class ExplainJob(PredictJob):
 
     def _inputs(self):
         items = super()._inputs()
+        # Pictures an earlier run left in the output folder are not photos to explain, unless named one by one.
+        folder, named = os.path.realpath(self.x.out_dir), set(self.x.inputs)
+        inside = [name for name, _ in items if name not in named and os.path.dirname(os.path.realpath(name)) == folder]
+        if inside:
+            self.ui.warn(f"skipped {len(inside)} file(s) found in the output folder {shown(self.x.out_dir)} "
+                         "(its own pictures); name a file there to explain it")
+            items = [(name, src) for name, src in items if name not in set(inside)]
+            if not items:
+                from .jobs import NoInputs
+
+                raise NoInputs(f"no images found outside the output folder {shown(self.x.out_dir)}")
         self.stems = file_stems([name for name, _ in items])  # before --resume leaves some out: names stay put
         return items
 
