@@ -43,7 +43,7 @@ def test_the_command_loads_keras_without_scikit_learn(tmp_path):
         "import atexit, sys\n"
         "from xception_cli.cli import main\n"
         "atexit.register(lambda: print('KERAS', 'keras' in sys.modules, 'SKLEARN', 'sklearn' in sys.modules))\n"
-        "sys.argv = ['xception', 'summary', '-f', 'json']\n"
+        "sys.argv = ['xception', 'summary', '--compare', 'inception-v3', '-f', 'json']\n"
         "main()\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

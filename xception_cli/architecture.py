@@ -343,6 +343,9 @@ def build_summary(input_size: int = IMAGENET_INPUT_SIZE) -> ArchitectureSummary:
 
 def compare_totals(name: str, input_size: int) -> dict:
     """Another architecture's totals at ``input_size`` (one of ``COMPARE_MODELS``, random weights)."""
+    from .keras_import import import_keras
+
+    import_keras()  # as the command loads Keras (without scikit-learn)
     import keras
 
     if name == "inception-v3":
