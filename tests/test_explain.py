@@ -293,3 +293,15 @@ def test_its_own_pictures_are_not_inputs(tmp_path, samples, weights_file):
         assert code == 0, r.output
         assert [rec["path"] for rec in records_of(out)] == [str(tmp_path / "cat.jpg")]
     assert "skipped 1 file(s) found in the output folder" in r.output
+
+
+def test_a_big_jpeg_is_shown_at_the_size_asked_and_classified_as_predict_does(tmp_path, samples, weights_file):
+    big = tmp_path / "big.jpg"
+    Image.open(samples[2]).convert("RGB").resize((1600, 1200), Image.Resampling.BICUBIC).save(big, quality=90)
+    r, code = explain(big, "-o", tmp_path / "o", "--size", "700", "-k", "2", weights=weights_file)
+    assert code == 0, r.output
+    explained = records_of(tmp_path / "o")[0]["predictions"]
+    assert Image.open(explained[0]["overlay"]).size == (700, 525)  # decoded at 1/2, resized
+    p = CliRunner().invoke(cli, ["predict", str(big), "-k", "2", "-f", "json", "--weights", str(weights_file)])
+    for a, b in zip(json.loads(p.stdout)[0]["predictions"], explained, strict=True):
+        assert a["index"] == b["index"] and abs(a["probability"] - b["probability"]) < 1e-5

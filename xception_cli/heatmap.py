@@ -144,8 +144,9 @@ def encode(image, fmt: str = "png") -> bytes:
 
 def png_bytes(rgb: np.ndarray) -> bytes:
     """An ``(h, w, 3)`` uint8 image as a PNG file: 8-bit RGB, every row filtered "Up" (its
-    difference from the row above), deflated at level 1 — as small as Pillow's adaptive filtering
-    on photos, in half its time."""
+    difference from the row above), deflated with Huffman codes only (on a photo's differences
+    string matching finds little) — smaller than Pillow's level-1 PNG of a photo in a third of
+    its time; a flat image still takes at most about a bit a byte."""
     import struct
     import zlib
 
@@ -160,8 +161,9 @@ def png_bytes(rgb: np.ndarray) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, filtering 0, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
-            + chunk(b"IEND", b""))
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
+    data = deflate.compress(rows.tobytes()) + deflate.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
 def encode_map(cam: np.ndarray) -> bytes:
