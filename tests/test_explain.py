@@ -302,6 +302,9 @@ def test_a_big_jpeg_is_shown_at_the_size_asked_and_classified_as_predict_does(tm
     assert code == 0, r.output
     explained = records_of(tmp_path / "o")[0]["predictions"]
     assert Image.open(explained[0]["overlay"]).size == (700, 525)  # decoded at 1/2, resized
+    r, code = explain(big, "-o", tmp_path / "o2", "--size", "420", weights=weights_file)
+    assert code == 0, r.output  # decoded at 1/4 (400x300: over 95% of the size asked), then resized up to it
+    assert Image.open(records_of(tmp_path / "o2")[0]["predictions"][0]["overlay"]).size == (420, 315)
     p = CliRunner().invoke(cli, ["predict", str(big), "-k", "2", "-f", "json", "--weights", str(weights_file)])
     for a, b in zip(json.loads(p.stdout)[0]["predictions"], explained, strict=True):
         assert a["index"] == b["index"] and abs(a["probability"] - b["probability"]) < 1e-5

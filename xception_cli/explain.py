@@ -172,7 +172,7 @@ def load_photo(source, size: int, resize: str, long_side: int | None) -> Decoded
     width, height, jpeg = *head.size, head.format == "JPEG"
     head.close()
     # a JPEG decoded at the smallest scale (1/2, 1/4, 1/8) that keeps 95% of the size shown: a 4000x3000 photo
-    # at 1/4 (1000x750) for 1024, resized up 2.4%, costs half what 1/2 (2000x1500) does, and looks the same
+    # at 1/4 (1000x750) for 1024, then resized up 2.4%, costs half what 1/2 (2000x1500) does, and looks the same
     draft = math.ceil(DRAFT_SHARE * long_side * min(width, height) / max(width, height)) if long_side and jpeg \
         else None
     with DECODE_BUDGET.reserve(width * height * WORKING_BYTES_PER_PIXEL):
@@ -180,7 +180,7 @@ def load_photo(source, size: int, resize: str, long_side: int | None) -> Decoded
     with im:
         # the network's pixels: predict's own decoding (a JPEG at its own draft scale), or this image
         pixels = load_image(source, size, resize) if jpeg else load_image(im, size, resize)
-        photo = shown_photo(im, long_side)
+        photo = shown_photo(im, long_side, (width, height))
     return Decoded(pixels, photo, view_box(*photo.size, size, resize))
 
 
@@ -190,19 +190,20 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4
             8: Image.Transpose.ROTATE_90}
 
 
-def shown_photo(im: Image.Image, long_side: int | None) -> Image.Image:
+def shown_photo(im: Image.Image, long_side: int | None, original: tuple[int, int] | None = None) -> Image.Image:
     """The photo as a person sees it: RGB, at most ``long_side`` pixels on its long side (never
-    enlarged; Pillow's antialiased bilinear), EXIF orientation applied (after the resize: a
-    smaller image to turn)."""
+    larger than the ``original`` it was decoded from, at a JPEG's reduced scale maybe; Pillow's
+    antialiased bilinear), EXIF orientation applied (after the resize: a smaller image to turn)."""
     try:
         turn = _UPRIGHT.get(im.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the photo (as preprocess)
         turn = None
     im = to_rgb(im)
-    w, h = im.size
-    if long_side and max(w, h) > long_side:
-        scale = long_side / max(w, h)
-        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    w, h = original or im.size
+    scale = min(1.0, long_side / max(w, h)) if long_side else 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size != im.size:
+        im = im.resize(size, Image.Resampling.BILINEAR)
     return im.transpose(turn) if turn is not None else im
 
 
