@@ -277,3 +277,46 @@ def test_a_parquet_whose_text_column_repeats_a_long_name_is_refused_before_it_is
     code, peak, _, err = run(tmp_path, "similar", "--duplicates", "--embeddings", str(bomb))
     assert code == 2 and "text included" in err and "over the limit" in err, err
     assert peak < 600, f"peak {peak:.0f} MiB (decoding the names takes 2 GB)"
+
+
+def test_a_parquet_column_this_tool_does_not_write_is_never_read(tmp_path):
+    """An extra list<string> column holding a 150 KB string on 10,000 rows (24 KB stored, 1.5 GB
+    decoded): never read; the file's own columns are."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 10_000
+    big = pa.array([["x" * 150_000]] * rows, pa.list_(pa.string()))
+    vectors = pa.array([[float(i % 7), 1.0, 0.0, 2.0] for i in range(rows)], pa.list_(pa.float32(), 4))
+    table = pa.table({"path": pa.array([f"{i}.jpg" for i in range(rows)]), "embedding": vectors,
+                      "error": pa.nulls(rows, pa.string()), "notes": big})
+    bomb = tmp_path / "extra.parquet"
+    pq.write_table(table, bomb, compression="zstd", store_schema=False)
+    assert bomb.stat().st_size < 1 << 20
+    code, peak, out, err = run(tmp_path, "similar", "--duplicates", "--threshold", "1", "--max-pairs", "3",
+                               "--embeddings", str(bomb), "-f", "jsonl")
+    assert code == 1 and len(out.splitlines()) == 3, err  # capped: the pairs of identical vectors
+    assert peak < 900, f"peak {peak:.0f} MiB (decoding the extra column took 2.8 GB)"
+
+
+def test_nested_text_is_measured_before_it_is_decoded():
+    """A Ray shard of predict's records whose labels repeat one 20 KB string on 100,000 rows."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xception_cli.output.arrays import read_parquet
+
+    rows = 100_000
+    pred = pa.struct([("rank", pa.int32()), ("index", pa.int32()), ("wnid", pa.string()), ("label", pa.string()),
+                      ("probability", pa.float64())])
+    one = pa.array([[{"rank": 1, "index": 1, "wnid": "n1", "label": "L" * 20_000, "probability": 1.0}]],
+                   pa.list_(pred))
+    table = pa.table({"path": pa.array(["a.jpg"] * rows), "file_id": pa.array(["f"] * rows),
+                      "error": pa.nulls(rows, pa.string()), "predictions": pa.concat_arrays([one] * rows)})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    assert len(buf.getvalue()) < 1 << 20
+    with pytest.raises(ValueError, match="text included"):
+        read_parquet(buf.getvalue(), "predictions", strict=True)

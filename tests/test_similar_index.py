@@ -44,7 +44,8 @@ def test_an_index_normalises_its_library_once():
 
 @pytest.mark.parametrize("max_pairs", [None, 1, 7, 100000])
 def test_duplicates_from_one_triangle_equal_every_pair(max_pairs, monkeypatch):
-    monkeypatch.setattr(similar, "BLOCK", 64)  # several blocks, so the triangle is cut into pieces
+    monkeypatch.setattr(similar, "BLOCK", 64)  # several blocks, so the triangle is cut into pieces...
+    monkeypatch.setattr(similar, "BLOCK_BYTES", 4 * 300 * 37)  # ...of 37 rows, the byte bound biting
     monkeypatch.setattr(similar, "CANDIDATES", 1000)
     db, paths = library(n=300)
     threshold = 0.8
@@ -74,3 +75,26 @@ def test_shard_parquet_keeps_vectors_and_failures_in_place():
             assert e.vector.dtype == np.float32 and np.array_equal(e.vector, vectors[i])
         else:
             assert e.vector is None and e.error == "cannot identify image file"
+
+
+@pytest.mark.parametrize("stored", [1, 10, 4096, 65_536, 200_000, 5_000_000])
+def test_a_block_of_similarities_stays_under_its_byte_bound(stored):
+    rows = similar.block_rows(stored)
+    assert 1 <= rows <= similar.BLOCK
+    assert rows * stored * 4 <= max(similar.BLOCK_BYTES, stored * 4)  # one row at least, whatever it costs
+
+
+def test_queries_against_a_library_of_other_embeddings_fail_before_any_weights(tmp_path, samples):
+    """An embeddings file of 4-value vectors: refused in one line before weights are looked for
+    (with no weights in the cache, looking would have started a download)."""
+    from click.testing import CliRunner
+
+    from xception_cli.cli import cli
+
+    lib = tmp_path / "four.npz"
+    np.savez(lib, embeddings=np.ones((3, 4), np.float32), paths=np.array(["a", "b", "c"]), meta=np.array("{}"))
+    r = CliRunner().invoke(cli, ["similar", str(samples[0]), "--embeddings", str(lib)],
+                           env={"KERAS_HOME": str(tmp_path / "empty"), "XCEPTION_WEIGHTS": ""})
+    assert r.exit_code == 2, r.output
+    assert "holds 4-value embeddings" in r.stderr and "2048" in r.stderr
+    assert "embedding the queries with" not in r.stderr and "download" not in r.stderr.lower()

@@ -28,6 +28,9 @@ WEIGHTS_NOTOP = WeightsFile(
 )
 
 
+FEATURES = 2048  # channels of the last feature map: the length of every embedding `embed` writes
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How an image becomes the network's input (timm's ``default_cfg`` idea)."""

@@ -14,7 +14,8 @@ import numpy as np
 
 from .heads import normalize
 
-BLOCK = 4096  # rows compared at once: a BLOCK x N block of similarities at a time
+BLOCK = 4096  # rows compared at once: a BLOCK x N block of similarities at a time...
+BLOCK_BYTES = 256 << 20  # ...or fewer rows, so that a block of float32 similarities stays under this
 CANDIDATES = 1 << 22  # similarities looked at together when gathering duplicate pairs
 
 
@@ -63,12 +64,19 @@ class SimilarityIndex:
         q, db = normalize(queries), self.vectors
         k = min(int(k), len(db))
         out = []
-        for start in range(0, len(q), BLOCK):
-            sims = q[start:start + BLOCK] @ db.T
+        rows = block_rows(len(db))
+        for start in range(0, len(q), rows):
+            sims = q[start:start + rows] @ db.T
             for row in sims:
                 order = top_k(row, k)
                 out.append([Match(i + 1, self.paths[j], min(1.0, float(row[j]))) for i, j in enumerate(order)])
         return out
+
+
+def block_rows(stored: int) -> int:
+    """Rows per block of similarities against ``stored`` vectors: at most ``BLOCK``, and a block
+    of at most ``BLOCK_BYTES`` (a library of 200,000 vectors: 335 rows, 256 MiB, not 3.3 GB)."""
+    return max(1, min(BLOCK, BLOCK_BYTES // (4 * max(1, stored))))
 
 
 def top_k(row: np.ndarray, k: int) -> np.ndarray:
@@ -115,8 +123,9 @@ def top_pairs(database: np.ndarray, paths: list[str], threshold: float = 0.95,
     best = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
     found = 0
     step = max(1, CANDIDATES // max(1, len(db)))  # rows whose candidates are gathered at once
-    for start in range(0, len(db), BLOCK):
-        sims = db[start:start + BLOCK] @ db[start:].T  # one triangle: columns from this block on
+    block = block_rows(len(db))
+    for start in range(0, len(db), block):
+        sims = db[start:start + block] @ db[start:].T  # one triangle: columns from this block on
         for sub in range(0, len(sims), step):
             # float32 rounding puts identical vectors at 0.9999996, not 1: a threshold counts within 1e-5
             rows, cols = np.nonzero(sims[sub:sub + step] >= threshold - 1e-5)

@@ -97,8 +97,12 @@ def similar(queries, embeddings_file, top_k, duplicates, threshold, max_pairs, f
                        for a, b, s in pairs]
         else:
             from ..classifier import Embedder
+            from ..config import FEATURES
             from ..weights.recorded import weights_for
 
+            if db.shape[1] != FEATURES:  # before any weights are looked for (or downloaded)
+                raise FatalError(f"{shown(embeddings_file)}: holds {db.shape[1]}-value embeddings; a query's "
+                                 f"embedding has {FEATURES} values (xception embed)")
             meta = table.meta
             # only weights the user named (or imagenet): never a file because the embeddings file names it
             weights, which = weights_for(meta, weights, shown(embeddings_file))

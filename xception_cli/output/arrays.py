@@ -144,6 +144,7 @@ def npz_limit(size: int) -> int:
     return max(NPZ_FLOOR, NPZ_EXPANSION * size)
 
 
+PARQUET_COLUMNS = ("path", "path_base64", "file_id", "embedding", "predictions", "error")  # all it reads
 VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
 
 
@@ -161,22 +162,40 @@ def parquet_declared(footer) -> int:
     return total
 
 
-def text_bytes(column) -> int:
-    """The bytes a text column read as a dictionary (``read_dictionary``) takes once decoded: each
-    value's length, counted for every row that refers to it (a 10 KB name repeated on a million rows
-    is 10 GB, stored in a few kilobytes)."""
+def text_bytes(array) -> int:
+    """The bytes the text in an array read with its text as dictionaries (``read_dictionary``)
+    takes once decoded, nested text included: each value's length, counted for every row that
+    refers to it (a 10 KB name repeated on a million rows is 10 GB, stored in a few kilobytes)."""
     pa, _ = pyarrow()
     import pyarrow.compute as pc
 
-    total = 0
-    for chunk in column.chunks:
-        if not pa.types.is_dictionary(chunk.type):
-            total += chunk.nbytes
-            continue
-        lengths = pc.binary_length(chunk.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
-        indices = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
-        total += int(lengths.astype(np.int64)[indices].sum()) if len(lengths) else 0
-    return total
+    if isinstance(array, pa.ChunkedArray):
+        return sum(text_bytes(chunk) for chunk in array.chunks)
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        lengths = pc.binary_length(array.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
+        indices = array.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        return int(lengths.astype(np.int64)[indices].sum()) if len(lengths) else 0
+    if _is_text(pa, kind):
+        return array.nbytes
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return text_bytes(array.values)  # every value the list holds (more than the rows show: an upper bound)
+    if pa.types.is_struct(kind):
+        return sum(text_bytes(array.field(i)) for i in range(kind.num_fields))
+    return 0
+
+
+def _plain(pa, kind):
+    """``kind`` with every dictionary (at any depth) replaced by its values' type."""
+    if pa.types.is_dictionary(kind):
+        return kind.value_type
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_plain(pa, kind.value_type)))
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(kind.value_field.with_type(_plain(pa, kind.value_type)), kind.list_size)
+    if pa.types.is_struct(kind):
+        return pa.struct([kind.field(i).with_type(_plain(pa, kind.field(i).type)) for i in range(kind.num_fields)])
+    return kind
 
 
 def _is_text(pa, kind) -> bool:
@@ -199,15 +218,17 @@ def read_parquet(data: bytes, key: str, strict: bool = False) -> list[Entry]:
     limit = npz_limit(len(data))  # measured from its footer before any column is read
     if declared > limit:
         raise _over_limit("columns", declared, limit)
-    # Text columns are read as dictionaries (no larger than stored) and measured before decoding.
-    text = [f.name for f in file.schema_arrow if _is_text(pa, f.type)
-            or (pa.types.is_dictionary(f.type) and _is_text(pa, f.type.value_type))]
-    table = pq.read_table(io.BytesIO(data), use_threads=False, read_dictionary=text)
-    decoded = declared + sum(text_bytes(table.column(name)) for name in text)
+    # Only this tool's columns are read, their text (nested text too) as dictionaries, no larger
+    # than stored, measured before it is decoded.
+    wanted = [f.name for f in file.schema_arrow if f.name in PARQUET_COLUMNS]
+    text = [c.path for c in (file.schema.column(i) for i in range(len(file.schema)))
+            if c.physical_type == "BYTE_ARRAY" and c.path.split(".")[0] in wanted]
+    table = pq.read_table(io.BytesIO(data), columns=wanted, use_threads=False, read_dictionary=text)
+    decoded = declared + sum(text_bytes(table.column(name)) for name in table.column_names)
     if decoded > limit:
         raise _over_limit("columns (text included)", decoded, limit)
-    table = pa.table({name: table.column(name).cast(pa.string()) if name in text else table.column(name)
-                      for name in table.column_names}, metadata=table.schema.metadata)
+    table = table.cast(pa.schema([f.with_type(_plain(pa, f.type)) for f in table.schema],
+                                 metadata=table.schema.metadata))
     names = table.column_names
     other = "predictions" if key == "embedding" else "embedding"
     if other in names:
