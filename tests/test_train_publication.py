@@ -37,7 +37,10 @@ def test_links_planted_at_the_old_temporary_names_are_never_followed(tmp_path, d
     assert victim.read_text() == "precious"
     assert all(link.is_symlink() and os.readlink(link) == str(victim) for link in planted)
     assert not out.is_symlink() and h5py.is_hdf5(out)
-    assert json.loads(Path(f"{out}.report.json").read_text())["model"] == str(out)
+    report = json.loads(Path(f"{out}.report.json").read_text())
+    assert report["model"] == "m.h5"  # names, not where they live (the report travels with the model)
+    assert report["options"]["data_dir"] == dataset.name and report["options"]["output"] == "m.h5"
+    assert str(tmp_path) not in json.dumps(report)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["victim.txt", "m.h5", "m.h5.report.json", "m.h5.report.html", *(p.name for p in planted)])  # nothing else
 

@@ -326,7 +326,7 @@ def run(o: TrainOptions, log: Callable[[str], None] | None = None,
         model_tmp, report_tmp = pub.stage(out), pub.stage(f"{out}.report.json", companion=True)
         page_tmp = pub.stage(f"{out}.report.html", companion=True)  # the report as a page (output.charts)
         report = _train(o, data, source, model_tmp, log or logged, on_epoch or (lambda row: None))
-        report["model"] = str(out)
+        report["model"] = out.name
         Path(report_tmp).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         Path(page_tmp).write_text(train_page(report), encoding="utf-8")
     return report
@@ -381,14 +381,33 @@ def _train(o: TrainOptions, data: Dataset, source, model_path: str, log, on_epoc
         "classes": data.classes,
         "class_counts": {"train": {c: int(np.sum(y == i)) for i, c in enumerate(data.classes)},
                          "val": {c: int(np.sum(yv == i)) for i, c in enumerate(data.classes)}},
-        "skipped": [{"path": p, "error": e} for p, e in skipped_t + skipped_v],
+        "skipped": [{"path": _within(p, o), "error": e} for p, e in skipped_t + skipped_v],
         "history": history,
         "final_val_accuracy": final_val["accuracy"],
         "confusion_matrix": final_val["confusion"],
         "timings_s": {"features": round(t_features, 3), "head": round(t_head, 3), "fine_tune": round(t_fine, 3),
                       "total": round(time.perf_counter() - t0, 3)},
-        "options": {k: weights_name(v) if k == "weights" else v for k, v in vars(o).items()},
+        "options": {k: weights_name(v) if k == "weights" else _folder_name(v) if k in PLACES else v
+                    for k, v in vars(o).items()},
     }
+
+
+# The report travels with the model: it names the folders and files it was made from, not where they
+# live (a shared model says nothing of /home/alice).
+PLACES = ("data_dir", "val_dir", "output")
+
+
+def _folder_name(path: str | None) -> str | None:
+    return None if path is None else os.path.basename(os.path.normpath(str(path)))
+
+
+def _within(path: str, o: TrainOptions) -> str:
+    """A photo's path from the class folders' parent (``cats/x.jpg``), not from the root."""
+    for top in filter(None, (o.data_dir, o.val_dir)):
+        rel = os.path.relpath(path, top)
+        if not rel.startswith(os.pardir + os.sep) and rel != os.pardir:
+            return rel
+    return os.path.basename(path)
 
 
 def _final_validation(path, data, xv, yv, kernel, bias, o) -> dict:

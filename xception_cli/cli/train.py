@@ -97,12 +97,12 @@ def train(data_dir, output, val_split, val_dir, epochs, fine_tune_epochs, unfree
         console(stderr=True).print(report_table(report))
     acc = report["final_val_accuracy"]
     t = report["timings_s"]
-    click.echo(said(f"wrote {report['model']} ({len(report['classes'])} classes: {', '.join(report['classes'])})"),
+    click.echo(said(f"wrote {output} ({len(report['classes'])} classes: {', '.join(report['classes'])})"),
                err=True)  # folder names are class names: data
     click.echo(f"validation accuracy {acc:.1%}" if acc is not None else "no validation photos", err=True)
     click.echo(f"features {t['features']:.1f} s, head {t['head']:.1f} s"
                + (f", fine-tuning {t['fine_tune']:.1f} s" if t["fine_tune"] else "")
-               + f"; report in {report['model']}.report.json and .report.html"
+               + f"; report in {output}.report.json and .report.html"
                + (f"; {len(report['skipped'])} unreadable photo(s) skipped" if report["skipped"] else ""), err=True)
 
 
