@@ -10,6 +10,14 @@
 
 from __future__ import annotations
 
-from .embeddings import load_embeddings
-
 __all__ = ["load_embeddings"]
+
+
+def __getattr__(name: str):
+    """``load_embeddings`` imported when asked for: a command that writes records (``predict``)
+    never pays for the readers (NumPy's npz/Parquet, every format's parser)."""
+    if name == "load_embeddings":
+        from .embeddings import load_embeddings
+
+        return load_embeddings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
