@@ -308,3 +308,17 @@ def test_a_big_jpeg_is_shown_at_the_size_asked_and_classified_as_predict_does(tm
     p = CliRunner().invoke(cli, ["predict", str(big), "-k", "2", "-f", "json", "--weights", str(weights_file)])
     for a, b in zip(json.loads(p.stdout)[0]["predictions"], explained, strict=True):
         assert a["index"] == b["index"] and abs(a["probability"] - b["probability"]) < 1e-5
+
+
+def test_the_page_reuses_the_photos_and_pictures_in_hand(tmp_path, samples, weights_file, monkeypatch):
+    """explain.html's thumbnails come from the photo and pictures explain already holds: no file is
+    decoded again for the page (a 12 MP JPEG each was a third of explain's extra cost)."""
+    from xception_cli.output import html
+
+    read_again = []
+    monkeypatch.setattr(html, "thumbnail", lambda source, *a, **k: read_again.append(source))
+    out = tmp_path / "maps"
+    explain(*samples[:2], "-o", out, "-k", "2", weights=weights_file)
+    page = (out / "explain.html").read_text()
+    assert read_again == []
+    assert page.count('src="data:image/jpeg;base64,') >= 2 * (1 + 2)  # each photo and its two pictures

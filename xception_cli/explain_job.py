@@ -137,6 +137,8 @@ class Pictures:
     def __init__(self, options: ExplainOptions, stems: dict[str, str], protected: Protected):
         self.o, self.stems, self.protected = options, stems, protected
         self.written = 0
+        # thumbnails for the page (``output.html``), made from the photo and pictures in hand, by path
+        self.thumbs: dict | None = {} if options.predict.output is not None else None
 
     def record(self, e: Explanation) -> Record:
         """Write ``e``'s files; its record (an error record when they cannot be written there)."""
@@ -147,8 +149,8 @@ class Pictures:
         for p, cam in zip(e.predictions, e.maps):
             base = f"{stem}.{class_part(p)}"
             picture = base + "." + o.image_format
-            files.append((picture, lambda cam=cam: encode(overlay(e.photo, cam, e.box, o.alpha, o.colormap),
-                                                          o.image_format)))
+            at = os.path.join(o.out_dir, picture)
+            files.append((picture, lambda cam=cam, at=at: self._draw(e, cam, at)))
             if o.raw:
                 files.append((base + ".npy", lambda cam=cam: encode_map(cam)))
             labels.append(Explained(p.rank, p.index, p.wnid, p.label, p.probability, os.path.join(o.out_dir, picture),
@@ -167,7 +169,19 @@ class Pictures:
             why = (err.strerror or str(err)).lower()
             raise OutputError(f"{shown(o.out_dir)}: cannot write {shown(files[0][0])}: {why}") from None
         self.written += len(files)
+        if self.thumbs is not None:
+            from .output.html import thumb_of
+
+            self.thumbs[display_path(e.path)[0]] = thumb_of(e.photo)
         return Record(e.path, predictions=labels)
+
+    def _draw(self, e: Explanation, cam, at: str) -> bytes:
+        picture = overlay(e.photo, cam, e.box, self.o.alpha, self.o.colormap)
+        if self.thumbs is not None:  # the page's thumbnail of the picture, while it is in hand
+            from .output.html import thumb_of
+
+            self.thumbs[at] = thumb_of(picture)
+        return encode(picture, self.o.image_format)
 
 
 class ExplainExecutor:
@@ -259,6 +273,11 @@ class ExplainJob(PredictJob):
     def _executor(self):
         self.executor = ExplainExecutor(self)
         return self.executor
+
+    @property
+    def thumbs(self) -> dict | None:
+        """The page's thumbnails made as the pictures were drawn (by path)."""
+        return self.executor.pictures.thumbs if self.executor and self.executor.pictures else None
 
     @property
     def written(self) -> int:

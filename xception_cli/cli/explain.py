@@ -106,7 +106,7 @@ def explain(inputs, out_dir, top_k, classes, size, alpha, colormap, image_format
 
         page = os.path.join(out_dir, "explain.html")
         write_page(page, jsonl_records(options.predict.output), command="explain", meta=job._array_meta(),
-                   protected=Protected(options.inputs))
+                   protected=Protected(options.inputs), thumbs=job.thumbs)
         page = f"; a page of them in {page}"
     click.echo(said(f"{job.written} file(s) written in {out_dir}; records in {where}{page}"), err=True)
     sys.exit(status)

@@ -131,10 +131,20 @@ def thumbnail(source: str, side: int = THUMB) -> Thumb | None:
             small.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
             if turn:
                 small = small.transpose(getattr(Image.Transpose, turn))
-            buf = io.BytesIO()
-            small.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+            return thumb_of(small, side)
     except (ImageError, OSError, ValueError, MemoryError, SyntaxError, EOFError):
         return None
+
+
+def thumb_of(picture, side: int = THUMB) -> Thumb:
+    """An image already decoded and upright (a PIL image: explain's photo or picture) as a
+    thumbnail, with no file read again."""
+    from PIL import Image
+
+    small = picture.convert("RGB") if picture.mode != "RGB" else picture.copy()
+    small.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
     return Thumb("data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), *small.size)
 
 
@@ -235,10 +245,11 @@ def controls(sorts, filters: list[tuple[str, str]] | None = None) -> str:
 
 def predictions_page(items: list[Item], meta: Mapping | None = None, thumbs: Mapping | None = None,
                      command: str = "predict") -> str:
-    """The page of a predict (or explain) run: ``thumbs`` made here when not given."""
+    """The page of a predict (or explain) run: the ``thumbs`` not given made here."""
     meta = meta or {}
-    if thumbs is None:
-        thumbs = thumbnails([s for it in items if it.error is None for s in (it.path, *it.overlays)])
+    ready = dict(thumbs or {})
+    thumbs = {**thumbnails([s for it in items if it.error is None for s in (it.path, *it.overlays)
+                            if s not in ready]), **ready}
     failed = sum(it.error is not None for it in items)
     tops = Counter(shown(it.labels[0][0]) for it in items if it.error is None and it.labels)
     filters = [("", f"all ({len(items):,})")]
@@ -277,10 +288,11 @@ class HtmlWriter:
 
 
 def write_page(path: str, records, *, command: str = "predict", meta: Mapping | None = None,
-               protected: Protected | None = None) -> None:
+               protected: Protected | None = None, thumbs: Mapping | None = None) -> None:
     """Records (any that ``item_of`` takes) as a page at ``path``, published whole
-    (``target.write_bytes``): explain's records beside its pictures, or JSON Lines records read back."""
-    page = predictions_page([item_of(r) for r in records], meta, command=command)
+    (``target.write_bytes``): explain's records beside its pictures, or JSON Lines records read back;
+    ``thumbs``: those already made (by path), the others made from the files."""
+    page = predictions_page([item_of(r) for r in records], meta, thumbs, command=command)
     write_bytes(path, page.encode("utf-8"), protected)
 
 
