@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from .. import usercache
 
-FORMAT = 1  # of what a network entry holds; bumped when that changes
+FORMAT = 2  # of what a network entry holds; bumped when that changes (2: only IRs and files measured first)
 
 
 def network_key(spec, runtime: str, runtime_version: str, precision: str, hint: str, device: str) -> str | None:

@@ -352,6 +352,7 @@ def _network(compiled, precision: str, quantized: bool, keep=None, cache_state=N
 def read_ir(path, spec) -> ov.Model:
     """An exported IR, checked to be the network ``spec`` asks for (input size, classes or features)."""
     from ..weights import WeightsError
+    from ..weights.ir import check_ir
 
     try:
         model = core().read_model(str(path))
@@ -369,6 +370,7 @@ def read_ir(path, spec) -> ov.Model:
     out = model.output(0).get_partial_shape()
     if spec.include_top and (out.rank.get_length() != 2 or not out[1].is_static):
         raise WeightsError(f"{path}: the IR's output is {out}, expected [?,classes] probabilities")
+    check_ir(model, path, want)  # its operations and sizes, before anything is compiled
     return model
 
 

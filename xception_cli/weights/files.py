@@ -21,9 +21,11 @@ from .values import check_values
 # Keras 3 formats need Keras (the TensorFlow runtime).
 FORMATS = ("random", "legacy-h5", "keras-weights", "keras-archive", "openvino-ir")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-# What a weights file's arrays may declare in all: Xception takes 88 MB in float32, 830 MB with a
-# classifier of 100,000 classes; a file declaring more is refused before anything is read.
-MAX_WEIGHTS_BYTES = 512 << 20  # Xception is 88 MB; a classifier of 50,000 classes still fits
+# What a weights file's arrays may take once loaded, counted as float32 (4 bytes a value; 8 for
+# float64): every runtime computes in float32, so a float16 file takes twice its stored size.
+# Xception is 22.9 M values (88 MB); its classifier adds 2049 values a class, so 320 MiB admits
+# up to 30,758 classes (ImageNet-21k's 21,843 fit). A file declaring more is refused unread.
+MAX_WEIGHTS_BYTES = 320 << 20
 
 
 def file_format(path: str | os.PathLike) -> str:
@@ -113,16 +115,18 @@ def _layout_of(source, include_top: bool) -> list[tuple[str, list]]:
 
 
 def check_declared(path, datasets) -> None:
-    """Refuse arrays that are not floating point, or that declare more than ``MAX_WEIGHTS_BYTES``
-    in all, from their shapes and types alone (nothing read yet)."""
+    """Refuse arrays that are not floating point, or that would take more than ``MAX_WEIGHTS_BYTES``
+    in all once loaded (values x 4 bytes, x 8 for float64), from their shapes and types alone
+    (nothing read yet: HDF5 compression can hide gigabytes in a small file)."""
     total = 0
     for d in datasets:
         if d.dtype.kind != "f" or d.dtype.itemsize > 8:
             raise WeightsError(f"{path}: not Xception weights: an array of type {d.dtype} (expected floating point)")
-        total += math.prod(int(n) for n in d.shape) * d.dtype.itemsize
+        total += math.prod(int(n) for n in d.shape) * max(4, d.dtype.itemsize)
     if total > MAX_WEIGHTS_BYTES:
-        raise WeightsError(f"{path}: its arrays declare {total / 2**20:,.0f} MiB, over the limit of "
-                           f"{MAX_WEIGHTS_BYTES >> 20:,} MiB for a weights file")
+        amount = f"{total / 2**20:,.0f} MiB" if round(total / 2**20) > MAX_WEIGHTS_BYTES >> 20 else f"{total:,} bytes"
+        raise WeightsError(f"{path}: its arrays declare {amount}, over the limit of "
+                           f"{MAX_WEIGHTS_BYTES >> 20:,} MiB for a weights file (counted as float32, 4 bytes a value)")
 
 
 def _text(v) -> str:
@@ -152,7 +156,8 @@ def read_legacy_h5(path: Path, layout_for=None) -> list[tuple[str, list]]:
             if layout_for is not None:
                 check_layout(layout_for(found), found, path)
             check_declared(path, [d for _, datasets in found for d in datasets])
-            return [(name, [d[()] for d in datasets]) for name, datasets in found]
+            # Read as float32 (what every runtime computes in): no float16 or float64 copy on the way.
+            return [(name, [d.astype("float32")[()] for d in datasets]) for name, datasets in found]
     except WeightsError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as e:

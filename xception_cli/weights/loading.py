@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..errors import WeightsError, one_line, whole_message
 from .archive import check_archive
-from .files import check_layout, file_format, read_weights, shapes_of
+from .files import check_declared, check_layout, file_format, read_weights, shapes_of
 from .values import check_values
 
 
@@ -50,29 +51,33 @@ def load_weights(model, path: str | os.PathLike) -> None:
     assign_by_order(model, list(read_weights(path, include_top=has_top).items()), path)
 
 
-def _keras3_arrays(source, path: Path) -> tuple[int, list[tuple[int, ...]]]:
-    """``(layers, sorted weight shapes)`` of a Keras 3 ``.weights.h5`` file (a path, or the file
-    inside a ``.keras`` archive), read without Keras: shapes only, no array data."""
+def _keras3_arrays(source, path: Path) -> tuple[int, list[tuple[int, ...]], list]:
+    """``(layers, sorted weight shapes, every dataset's (dtype, shape))`` of a Keras 3
+    ``.weights.h5`` file (a path, or the file inside a ``.keras`` archive), read without Keras:
+    shapes and types only, no array data."""
     import h5py
 
-    shapes, layers = [], set()
+    shapes, layers, declared = [], set(), []
 
     def visit(name, obj):
-        if isinstance(obj, h5py.Dataset) and "/vars/" in name:
-            shapes.append(tuple(int(d) for d in obj.shape))
-            layers.add(name.rsplit("/vars/", 1)[0])
+        if isinstance(obj, h5py.Dataset):
+            declared.append(SimpleNamespace(dtype=obj.dtype, shape=obj.shape))
+            if "/vars/" in name:
+                shapes.append(tuple(int(d) for d in obj.shape))
+                layers.add(name.rsplit("/vars/", 1)[0])
 
     try:
         with h5py.File(source, "r") as f:
             f.visititems(visit)
     except (OSError, ValueError) as e:
         raise WeightsError(f"{path}: cannot read as a Keras weights file ({one_line(e)})") from None
-    return len(layers), sorted(shapes)
+    return len(layers), sorted(shapes), declared
 
 
 def _check_keras3_shapes(model, source, path: Path) -> None:
-    """The file's arrays have the model's shapes, compared before any of them is read."""
-    n_layers, shapes = _keras3_arrays(source, path)
+    """The file's arrays have the model's shapes, and every array in it is floating point within
+    ``MAX_WEIGHTS_BYTES`` as loaded (``check_declared``): all compared before any of them is read."""
+    n_layers, shapes, declared = _keras3_arrays(source, path)
     targets = weighted_layers(model)
     want = sorted(shapes_of(w for layer in targets for w in layer.weights))
     if shapes != want:
@@ -81,6 +86,7 @@ def _check_keras3_shapes(model, source, path: Path) -> None:
             f"layers, the model needs {len(want)} in {len(targets)}"
             + (" (with/without the classifier top?)" if abs(n_layers - len(targets)) == 1 else "")
         )
+    check_declared(path, declared)
 
 
 def _load_keras3_weights(model, path: Path) -> None:
