@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: install test lint clean bench-one-photo bench-folder bench-model bench-int8 bench-embed bench-ray \
-	bench-train bench-options bench-seed-claim
+	bench-train bench-options bench-seed-claim bench-explain
 
 install:  ## create .venv and install the package (editable) with every extra and the test tools
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ bench-options:  ## OpenVINO runtime options (hints, streams, cache) vs the folde
 
 bench-seed-claim:  ## Xception vs Inception-v3, inference and a training step (BENCH_ARGS=ITERATIONS)
 	VENV=$(VENV) bash benchmarks/seed_claim.sh $(BENCH_ARGS)
+
+bench-explain:  ## xception explain vs xception predict on one folder, Keras' Grad-CAM recipe beside
+	$(BIN)/python benchmarks/explain.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
