@@ -105,15 +105,22 @@ class Tree:
 
     def below(self, d: str, files: bool) -> list[tuple[str, bool]]:
         """``(path, is_folder)`` under ``d`` at any depth, sorted, hidden ones skipped: folders (and,
-        with ``files``, files), each folder entered once, links followed as the tree allows."""
+        with ``files``, files), each folder entered once, links followed as the tree allows. Walked
+        with a stack of its own (a tree thousands of folders deep is no trouble)."""
         out: list[tuple[str, bool]] = []
-        for e in self.entries(d):
-            path, is_dir = os.path.join(d, e.name), _is_dir(e)
+        stack = [(d, iter(self.entries(d)))]  # the folders being listed, the deepest last
+        while stack:
+            folder, rest = stack[-1]
+            e = next(rest, None)
+            if e is None:
+                stack.pop()
+                continue
+            path, is_dir = os.path.join(folder, e.name), _is_dir(e)
             if _hidden(e.name) or not (files or is_dir) or not self.allows(path, _is_link(e)):
                 continue
             out.append((path, is_dir))
             if is_dir:
-                out += self.below(path, files)
+                stack.append((path, iter(self.entries(path))))
         return out
 
 
@@ -155,14 +162,61 @@ def glob_start(pattern: str) -> tuple[str, list[str]]:
 
 def glob_paths(pattern: str, follow_links: bool = False, skipped: list[str] | None = None) -> list[str]:
     """What ``glob.glob(pattern, recursive=True)`` matches, sorted, with folder walking's rules: a
-    ``**`` enters each folder once (links to themselves cannot loop), and links out of the
+    ``**`` enters each folder once, no wildcard level goes down into a folder it is already inside
+    (links to themselves or an ancestor cannot loop or multiply the paths), and links out of the
     pattern's fixed start are not followed unless ``follow_links``."""
     start, rest = glob_start(pattern)
     tree = Tree(start, follow_links, skipped)
+    ancestry = _Ancestry(start)
     paths = [start]
     for i, part in enumerate(rest):
-        paths = [q for p in paths for q in _glob_step(tree, p, part, last=i == len(rest) - 1)]
+        last = i == len(rest) - 1
+        paths = [q for p in paths for q in _glob_step(tree, p, part, last)]
+        if not last and glob.has_magic(part):  # one path per folder and way down: never round a loop
+            paths = [q for q in paths if not ancestry.repeats(q)]
     return sorted({p for p in paths if p})
+
+
+def _key(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path or os.curdir)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class _Ancestry:
+    """The folders (device and inode) on the way down to each path a glob reached from its fixed
+    start, as chains ``(key, parent's chain)`` shared by all the paths below a folder."""
+
+    def __init__(self, start: str):
+        self.chains: dict[str, tuple | None] = {_trimmed(start): (_key(start), None)}
+
+    def chain(self, path: str) -> tuple | None:
+        path, todo = _trimmed(path), []
+        while path not in self.chains:  # up to a folder already known, then back down
+            todo.append(path)
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        chain = self.chains.get(path)
+        for p in reversed(todo):
+            chain = self.chains[p] = (_key(p), chain)
+        return chain
+
+    def repeats(self, path: str) -> bool:
+        """Whether ``path`` is a folder already on its own way down (``d/self`` where ``self -> .``)."""
+        key, up = self.chain(path)
+        while key is not None and up is not None:
+            if up[0] == key:
+                return True
+            up = up[1]
+        return False
+
+
+def _trimmed(path: str) -> str:
+    return path.rstrip(os.sep) or path[:1]
 
 
 def _glob_step(tree: Tree, p: str, part: str, last: bool) -> list[str]:

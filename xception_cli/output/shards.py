@@ -18,7 +18,7 @@ from .formats import FORMATS
 from .paths import shown
 from .records import COMMAND, CSV_HEADER, text_of
 from .resume import Done, Entry, Expect, settle
-from .target import Protected, writable_folder, write_bytes
+from .target import Protected, check_links, writable_folder, write_bytes
 
 SHARD_ROWS = 1000  # records per shard file
 SHARD_FORMATS = tuple(f.name for f in FORMATS.values() if f.shard_heads)
@@ -54,6 +54,7 @@ class ShardOutput:
         self.task = COMMAND[expect.key]
         self.fs, self.base = _fs(uri)
         if _is_local(self.fs):
+            check_links(self.base)  # a link another user planted in a shared folder: not followed
             why = writable_folder(self.base, make=True)
             if why:
                 raise OutputError(f"{shown(self.base)}: cannot write shards there ({why})")

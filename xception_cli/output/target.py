@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 from ..errors import OutputError
+from .links import planted_link
 from .paths import same_file_as_any, shown
 
 STAGING_TAG = ".xception-"  # staging folders are named .<final name>.xception-<random>
@@ -106,10 +107,23 @@ def writable_folder(folder: str, make: bool = False) -> str | None:
     return None
 
 
-def check_parent(path: str) -> None:
+def check_parent(path: str, option: str = "-o", companion: bool = False) -> None:
+    """Whether ``path`` may be written: no planted link on the way (``check_links``), a folder there."""
+    check_links(path, option, companion)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise OutputError(f"{shown(path)}: cannot write: folder {shown(parent)} does not exist")
+
+
+def check_links(path: str, option: str = "-o", companion: bool = False) -> None:
+    """``OutputError`` when writing ``path`` would follow a link another user planted in a shared
+    folder (``planted_link``; for a ``companion``, never followed itself, the folders on the way)."""
+    found = planted_link(os.path.dirname(os.path.abspath(path)) if companion else path)
+    if found is not None:
+        link, folder, uid = found
+        what = "is a link" if link == os.path.abspath(path) else f"{shown(link)} on the way is a link"
+        raise OutputError(f"{shown(path)}: {what} another user (uid {uid}) made in the shared folder "
+                          f"{shown(folder)}; it is not followed: choose another {option}, in a folder of your own")
 
 
 def _umask() -> int:
@@ -227,17 +241,19 @@ class Publication:
     def stage(self, final: str | os.PathLike, folder: bool = False, companion: bool = False) -> str:
         """A path to write ``final``'s new contents to (a folder to fill when ``folder``).
 
-        The name the user gave: a symbolic link there stays a link, to the new file. A
+        The name the user gave: a symbolic link there stays a link, to the new file (one another
+        user planted in a shared folder is refused: ``check_links``). A
         ``companion`` (a name derived from it: an IR's ``.bin``, metadata, a report) is never
         followed: a link found there is replaced, whatever it points to is left alone."""
         final = os.fspath(final)
+        check_links(final, self.option, companion)
         if is_direct(final):
             raise OutputError(f"{shown(final)}: not a regular file; {self.option} here needs a file name")
         if companion:
             final = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(final))), os.path.basename(final))
         else:
             final = os.path.realpath(final)
-        check_parent(final)
+        check_parent(final, self.option, companion)
         self.protected.check(final, self.option)
         try:
             st = os.lstat(final) if companion else os.stat(final)
@@ -375,6 +391,7 @@ def _move(tmp: str, final: str) -> None:
 def write_bytes(final: str, data: bytes, protected: Protected | None = None, option: str = "-o") -> None:
     """One whole file, published (see ``Publication``); a pipe or a device is written directly."""
     if is_direct(final):
+        check_links(final, option)
         (protected or Protected()).check(final, option)
         with open_direct(final, binary=True) as f:
             f.write(data)
@@ -393,6 +410,7 @@ class publish_text:  # noqa: N801 - used as a context manager, like open()
         self.existed = os.path.lexists(path)
         self.pub = self.tmp = None
         if is_direct(path):  # a pipe, a device, /dev/stdout: written as it goes
+            check_links(path, option)
             (protected or Protected()).check(path, option)
         else:
             self.pub = Publication(protected, option)
