@@ -56,6 +56,7 @@ def test_a_folder_1200_levels_deep_is_walked_and_globbed(deep):
     top, photo = deep
     assert discover([top]).paths == [photo]
     assert glob_paths(f"{top}/**/*.jpg") == [photo]
+    assert discover([f"{top}/**/"]).paths == [photo]  # 1201 folders matched: the first walk finds it all
 
 
 def test_predict_classifies_the_photo_at_the_bottom(deep, weights_file):
@@ -124,6 +125,7 @@ def test_links_inside_a_tree_that_make_no_loop_are_matched_as_before(tmp_path):
     (d / "away").symlink_to(tmp_path / "out")
     assert glob_paths(f"{d}/*/*.jpg") == [f"{d}/alias/x.jpg", f"{d}/sub/x.jpg"]  # both names, as glob.glob
     assert glob_paths(f"{d}/*/../sub/x.jpg") == [f"{d}/alias/../sub/x.jpg", f"{d}/sub/../sub/x.jpg"]
+    assert f"{d}/sub/../sub/x.jpg" in glob_paths(f"{d}/*/../**/*.jpg")  # '..' goes up by name, not round a loop
     skipped = []
     assert glob_paths(f"{d}/*/", skipped=skipped) == [f"{d}/alias/", f"{d}/sub/"] and skipped == [f"{d}/away"]
 

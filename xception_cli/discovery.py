@@ -201,13 +201,14 @@ class _Ancestry:
                 break
             path = parent
         chain = self.chains.get(path)
-        for p in reversed(todo):
-            chain = self.chains[p] = (_key(p), chain)
+        for p in reversed(todo):  # '.' stays where it is; '..' goes up by name: a fresh start
+            name = os.path.basename(p)
+            chain = self.chains[p] = chain if name == os.curdir else (_key(p), None if name == os.pardir else chain)
         return chain
 
     def repeats(self, path: str) -> bool:
         """Whether ``path`` is a folder already on its own way down (``d/self`` where ``self -> .``)."""
-        key, up = self.chain(path)
+        key, up = self.chain(path) or (None, None)
         while key is not None and up is not None:
             if up[0] == key:
                 return True
@@ -269,8 +270,10 @@ def discover(inputs: list[str], follow_links: bool = False) -> Discovery:
             matches = glob_paths(raw, follow_links, out.skipped)
             if not matches:
                 out.problems.append((raw, "the pattern matched no files"))
+            walked: list[str] = []  # a folder inside one walked already gives nothing new ('deep/**/')
             for m in matches:
-                if os.path.isdir(m):
+                if os.path.isdir(m) and not _inside(m, walked):
+                    walked.append(m)
                     for p in walk_images(m, follow_links, out.skipped, root=glob_start(raw)[0]):
                         add(p)
                 elif is_image_name(m):
@@ -279,6 +282,17 @@ def discover(inputs: list[str], follow_links: bool = False) -> Discovery:
             out.missing.append(raw)
             out.ordered.append(raw)
     return out
+
+
+def _inside(path: str, folders: list[str]) -> bool:
+    """Whether ``path`` (a glob match) lies in one of ``folders`` (earlier matches, spelt from the
+    same start) by names folder walking takes: none hidden, no ``..``."""
+    path = path.rstrip(os.sep)
+    for folder in folders:
+        folder = folder.rstrip(os.sep) + os.sep
+        if path.startswith(folder) and not any(_hidden(c) for c in path[len(folder):].split(os.sep)):
+            return True
+    return False
 
 
 STDIN = "-"
