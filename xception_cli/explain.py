@@ -34,13 +34,13 @@ from .labels import Prediction, class_index
 from .pipeline import Decoder, default_workers
 from .preprocess import (
     DECODE_BUDGET,
-    WORKING_BYTES_PER_PIXEL,
     decode_size,
     load_image,
     measured_image,
     open_image,
     to_input,
     to_rgb,
+    working_bytes,
 )
 
 FEATURES = "block14_sepconv2_act"  # the layer whose map is explained (Keras' name)
@@ -169,13 +169,13 @@ def load_photo(source, size: int, resize: str, long_side: int | None) -> Decoded
     """``source`` (a path or the file's bytes) decoded for the network and to be shown;
     ``long_side``: the shown photo's most pixels on its long side (``None``: its own size)."""
     head = measured_image(source)  # the header only: missing, unreadable or oversized files end here
-    width, height, jpeg = *head.size, head.format == "JPEG"
+    width, height, jpeg, need = *head.size, head.format == "JPEG", working_bytes(head)
     head.close()
     # a JPEG decoded at the smallest scale (1/2, 1/4, 1/8) that keeps 95% of the size shown: a 4000x3000 photo
     # at 1/4 (1000x750) for 1024, then resized up 2.4%, costs half what 1/2 (2000x1500) does, and looks the same
     draft = math.ceil(DRAFT_SHARE * long_side * min(width, height) / max(width, height)) if long_side and jpeg \
         else None
-    with DECODE_BUDGET.reserve(width * height * WORKING_BYTES_PER_PIXEL):
+    with DECODE_BUDGET.reserve(need):
         im = open_image(source, draft_to=draft)
     with im:
         # the network's pixels: predict's own decoding (a JPEG at its own draft scale), or this image

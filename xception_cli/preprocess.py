@@ -14,7 +14,6 @@ import math
 import os
 import re
 import stat
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from .config import DEFAULT_PREPROCESS, RESIZE_MODES, PreprocessConfig
+from .decode_budget import DECODE_BUDGET, RELEASES, working_bytes
 from .errors import ImageError
 
 _RESAMPLE = {
@@ -33,6 +33,9 @@ _RESAMPLE = {
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _WIDE_GRAY_MODES = _SIXTEEN_BIT_MODES | {"I", "F"}  # made 8-bit gray before anything else
 CHUNK_PIXELS = 1 << 20  # pixels a wide gray image is converted at a time (8 MiB of float64)
+# The formats an input may be in, whatever its name says (JPEG includes MPO): Pillow's raster decoders
+# only, never one that hands the file to another program (EPS to Ghostscript) or another container.
+INPUT_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 def pixel_limit() -> int | None:
@@ -75,9 +78,9 @@ def measured_image(path: str | os.PathLike | bytes, draft_to: int | None = None)
         if isinstance(path, (bytes, bytearray, memoryview)):
             if not len(path):
                 raise ImageError("empty file (0 bytes)")
-            im = Image.open(io.BytesIO(path))
+            im = Image.open(io.BytesIO(path), formats=INPUT_FORMATS)
         else:
-            im = Image.open(_checked_file(Path(path)))
+            im = Image.open(_checked_file(Path(path)), formats=INPUT_FORMATS)
         try:
             _measure(im, draft_to)
         except BaseException:
@@ -142,33 +145,27 @@ def byte_limit() -> int | None:
     return 3 * limit if limit else None
 
 
-class ByteBudget:
-    """Bytes shared by the threads that decode: ``reserve(n)`` waits until ``n`` more fit (an image
-    larger than the whole budget waits until it is alone)."""
-
-    def __init__(self, total: int):
-        self.total, self.used = total, 0
-        self._cond = threading.Condition()
-
-    @contextmanager
-    def reserve(self, n: int):
-        n = min(n, self.total)
-        with self._cond:
-            self._cond.wait_for(lambda: self.used + n <= self.total)
-            self.used += n
-        try:
-            yield
-        finally:
-            with self._cond:
-                self.used -= n
-                self._cond.notify_all()
-
-
-# All decoding threads of a process together: one image's working set is about 8 bytes a pixel
-# (Pillow keeps up to 4 bytes a pixel, and one converted copy), so 1 GiB is 8 12-megapixel PNGs
-# at once, or one 9400x9400 16-bit PNG at a time.
-DECODE_BUDGET = ByteBudget(1 << 30)
-WORKING_BYTES_PER_PIXEL = 8
+@contextmanager
+def decoded(source, draft_to: int | None = None):
+    """``source`` (a path or the file's bytes) decoded within the limits (``measured_image``) and the
+    shared budget (``working_bytes``); the image is valid inside only: closed after, and then, before
+    its bytes go back to the budget, the freed memory to the system (``RELEASES``)."""
+    im = measured_image(source, draft_to)
+    try:
+        need = working_bytes(im)
+        if byte_limit() and need > DECODE_BUDGET.total:  # (a lossless WebP near the pixel limit)
+            raise ImageError(f"{im.size[0]}x{im.size[1]} {im.format} takes {need / 2**20:,.0f} MiB to decode, over "
+                             f"the {DECODE_BUDGET.total / 2**20:,.0f} MiB that all decoding may hold at once")
+        with DECODE_BUDGET.reserve(need):
+            try:
+                with _image_errors():
+                    im.load()  # first frame of animated or multi-page files: Image.open starts there
+                yield im
+            finally:
+                im.close()
+                RELEASES.decoded(need)
+    finally:
+        im.close()
 
 
 def _checked_file(p: Path) -> Path:
@@ -263,10 +260,7 @@ def load_image(
         return _prepare(array_to_image(source), size, resize, cfg)
     if isinstance(source, Image.Image):
         return _prepare(source, size, resize, cfg)
-    im = measured_image(source, draft_to=decode_size(size, resize, cfg))
-    with im, DECODE_BUDGET.reserve(im.size[0] * im.size[1] * WORKING_BYTES_PER_PIXEL):
-        with _image_errors():
-            im.load()  # first frame of animated or multi-page files: Image.open starts there
+    with decoded(source, draft_to=decode_size(size, resize, cfg)) as im:
         return _prepare(im, size, resize, cfg)
 
 

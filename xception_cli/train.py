@@ -128,13 +128,24 @@ def prepare(o: TrainOptions) -> Dataset:
 
 
 def _augmented(path: str) -> list:
-    """A horizontal flip and two small rotations of a photo (PIL images), for --augment."""
+    """A horizontal flip and two small rotations of a photo (PIL images), for --augment. Decoded as
+    predict decodes it (its formats, the pixel and byte limits, the shared budget, a JPEG at a
+    reduced scale), made RGB and brought to the short side the network's resize starts from, then
+    turned: three copies of that, not of the photo's full size."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        return [ImageOps.mirror(im), im.rotate(8, resample=Image.Resampling.BILINEAR),
-                im.rotate(-8, resample=Image.Resampling.BILINEAR)]
+    from .preprocess import decode_size, decoded, to_rgb
+
+    side = decode_size(config.DEFAULT_PREPROCESS.input_size, "center-crop")
+    with decoded(path, draft_to=side) as im:
+        try:
+            turned = ImageOps.exif_transpose(im) if im.getexif().get(0x0112, 1) != 1 else im
+        except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the photo (as preprocess)
+            turned = im
+        rgb = to_rgb(turned)
+        small = ImageOps.cover(rgb, (side, side), Image.Resampling.BICUBIC) if min(rgb.size) > side else rgb.copy()
+    return [ImageOps.mirror(small), small.rotate(8, resample=Image.Resampling.BILINEAR),
+            small.rotate(-8, resample=Image.Resampling.BILINEAR)]
 
 
 def features(embedder, items, log, augment: bool = False) -> tuple[np.ndarray, np.ndarray, list]:
@@ -146,12 +157,17 @@ def features(embedder, items, log, augment: bool = False) -> tuple[np.ndarray, n
             log(f"warning: {path}: {r.error} (skipped)")
             skipped.append((path, r.error))
             continue
+        try:
+            copies = _augmented(path) if augment else []
+        except XceptionError as e:  # changed since it was read: the photo is left out, copies and all
+            log(f"warning: {path}: {e} (skipped)")
+            skipped.append((path, str(e)))
+            continue
         xs.append(r.embedding)
         ys.append(y)
-        if augment:
-            for im in _augmented(path):
-                xs.append(embedder.records([im])[0].embedding)
-                ys.append(y)
+        if copies:
+            xs += [c.embedding for c in embedder.records(copies)]
+            ys += [y] * len(copies)
     dim = xs[0].shape[0] if xs else 2048
     return np.array(xs, np.float32).reshape(-1, dim), np.array(ys, np.int64), skipped
 

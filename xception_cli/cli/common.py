@@ -171,8 +171,9 @@ def _pipeline_options(fn, weights_accepted: str):
     for option in reversed([
         click.option("-b", "--batch-size", type=click.IntRange(1, 1024), default=8, show_default=True,
                      help="Images per model call."),
-        click.option("-j", "--workers", type=click.IntRange(1, 64), default=None,
-                     help="Decoding threads [default: one per core, 2-8]."),
+        click.option("-j", "--workers", type=click.IntRange(1, 16), default=None,
+                     help="Decoding threads; they share 1 GiB for the images they decode "
+                     "[default: one per core, 2-8]."),
         weights_option(accepts=weights_accepted),
         click.option("--resize", type=click.Choice(RESIZE_MODES), default=None,
                      help="center-crop: short side to 299/0.875 then the centre 299x299 (bicubic); "

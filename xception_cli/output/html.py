@@ -120,11 +120,11 @@ def thumbnail(source: str, side: int = THUMB) -> Thumb | None:
     from PIL import Image
 
     from ..errors import ImageError
-    from ..preprocess import DECODE_BUDGET, WORKING_BYTES_PER_PIXEL, measured_image, to_rgb
+    from ..preprocess import DECODE_BUDGET, measured_image, to_rgb, working_bytes
 
     try:
         im = measured_image(source, draft_to=side)
-        with im, DECODE_BUDGET.reserve(im.size[0] * im.size[1] * WORKING_BYTES_PER_PIXEL):
+        with im, DECODE_BUDGET.reserve(working_bytes(im)):
             im.load()
             turn = _UPRIGHT.get(im.getexif().get(0x0112, 1))
             small = to_rgb(im)
