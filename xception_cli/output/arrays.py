@@ -167,15 +167,16 @@ def text_bytes(array) -> int:
     takes once decoded, nested text included: each value's length, counted for every row that
     refers to it (a 10 KB name repeated on a million rows is 10 GB, stored in a few kilobytes)."""
     pa, _ = pyarrow()
-    import pyarrow.compute as pc
-
     if isinstance(array, pa.ChunkedArray):
         return sum(text_bytes(chunk) for chunk in array.chunks)
     kind = array.type
     if pa.types.is_dictionary(kind):
-        lengths = pc.binary_length(array.dictionary).fill_null(0).to_numpy(zero_copy_only=False)
-        indices = array.indices.fill_null(0).to_numpy(zero_copy_only=False)
-        return int(lengths.astype(np.int64)[indices].sum()) if len(lengths) else 0
+        lengths = _lengths(pa, array.dictionary)
+        indices = array.indices.to_numpy(zero_copy_only=False)
+        if not len(lengths) or not len(indices):
+            return 0
+        indices = np.nan_to_num(indices.astype(np.float64)).astype(np.int64)  # a null index: 0
+        return int(lengths[np.clip(indices, 0, len(lengths) - 1)].sum())
     if _is_text(pa, kind):
         return array.nbytes
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
@@ -185,17 +186,12 @@ def text_bytes(array) -> int:
     return 0
 
 
-def _plain(pa, kind):
-    """``kind`` with every dictionary (at any depth) replaced by its values' type."""
-    if pa.types.is_dictionary(kind):
-        return kind.value_type
-    if pa.types.is_list(kind):
-        return pa.list_(kind.value_field.with_type(_plain(pa, kind.value_type)))
-    if pa.types.is_fixed_size_list(kind):
-        return pa.list_(kind.value_field.with_type(_plain(pa, kind.value_type)), kind.list_size)
-    if pa.types.is_struct(kind):
-        return pa.struct([kind.field(i).with_type(_plain(pa, kind.field(i).type)) for i in range(kind.num_fields)])
-    return kind
+def _lengths(pa, strings) -> np.ndarray:
+    """Each value's length in bytes, read from a string array's offsets (no compute kernel: their
+    thread pool could abort the interpreter at exit, as pyarrow's threaded reads did)."""
+    width = np.int64 if pa.types.is_large_string(strings.type) or pa.types.is_large_binary(strings.type) else np.int32
+    offsets = np.frombuffer(strings.buffers()[1], dtype=width)[strings.offset:strings.offset + len(strings) + 1]
+    return np.diff(offsets.astype(np.int64))
 
 
 def _is_text(pa, kind) -> bool:
@@ -227,9 +223,7 @@ def read_parquet(data: bytes, key: str, strict: bool = False) -> list[Entry]:
     decoded = declared + sum(text_bytes(table.column(name)) for name in table.column_names)
     if decoded > limit:
         raise _over_limit("columns (text included)", decoded, limit)
-    table = table.cast(pa.schema([f.with_type(_plain(pa, f.type)) for f in table.schema],
-                                 metadata=table.schema.metadata))
-    names = table.column_names
+    names = table.column_names  # text stays as dictionaries: to_pylist gives its values
     other = "predictions" if key == "embedding" else "embedding"
     if other in names:
         raise ValueError(f"holds {COMMAND[other]} output, not {COMMAND[key]} output")
