@@ -211,7 +211,7 @@ def test_a_planted_link_on_the_way_is_refused_too(shared, tmp_path):
     refused(lambda: write_bytes(str(tmp_path / "o.json"), b"{}"), victim)
     relative = tmp_path / "rel"
     relative.mkdir()
-    os.symlink("../shared/theirs.json", relative / "o.json")
+    os.symlink(os.path.join(os.pardir, folder.name, "theirs.json"), relative / "o.json")
     refused(lambda: write_bytes(str(relative / "o.json"), b"{}"), victim)
 
 
