@@ -1,5 +1,5 @@
-"""The benchmarks run from a bare clone: nothing in the repository reads ../shared, and the corpus
-generator makes valid, deterministic JPEGs of the size asked."""
+"""The benchmarks run from a bare clone: nothing in the repository reads the developers' shared
+folder beside it, and the corpus generator makes valid, deterministic JPEGs of the size asked."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = ("../shared", "shared/bench", "shared/samples")
+SHARED = "shared"  # the developers' folder beside the repository, which a user's clone lacks
+FORBIDDEN = (f"../{SHARED}", f"{SHARED}/bench", f"{SHARED}/samples")
 
 
 def tracked_files() -> list[Path]:
