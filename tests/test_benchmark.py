@@ -1,5 +1,6 @@
 """`xception benchmark` with tiny iteration counts: schema, consistency, system record."""
 
+import io
 import json
 
 import pytest
@@ -122,3 +123,19 @@ def test_output_never_overwrites_an_input(tmp_path, weights_file, image_dir):
     r = CliRunner().invoke(cli, ["benchmark", "-b", "1", "-n", "1", "--warmup", "0", "--images", str(image_dir),
                                  "-o", str(photo)])
     assert r.exit_code == 2 and photo.read_bytes() == before
+
+
+def test_a_cold_start_served_by_the_compiled_network_cache_says_so(model_only):
+    """Built (the suite runs without the cache) or taken from the user's cache: the line says which."""
+    from rich.console import Console
+
+    from xception_cli.cli.benchmark import render_tables
+
+    assert model_only["compiled_network_cache"] is None  # built here
+    lines = {}
+    for cached in (None, "loaded"):
+        console = Console(width=200, record=True, file=io.StringIO())
+        render_tables({**model_only, "compiled_network_cache": cached}, console)
+        lines[cached] = next(line for line in console.export_text().splitlines() if line.startswith("cold start"))
+    assert lines[None].startswith("cold start (import + build + weights)")
+    assert "compiled network from the cache" in lines["loaded"] and "--no-cache" in lines["loaded"]

@@ -277,6 +277,8 @@ def run_benchmark(
                 parts = {"resolve_weights_s": engine.timings["resolve_weights_s"], **network.timings}
                 parts["other_s"] = max(0.0, built - t0 - sum(parts.values()))
                 out["cold_start_breakdown_s"] = {k: round(v, 3) for k, v in parts.items()}
+                # "loaded": the compiled network came from the user's cache (no .h5 read, no build)
+                out["compiled_network_cache"] = getattr(network, "cache", None)
             out["model"] = {"name": model, "params": params, "macs_per_image": macs, "input_shape": input_shape}
         else:
             out.setdefault("extra_build_s", {})[prec] = round(built - t_build, 3)
