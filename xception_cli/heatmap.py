@@ -95,11 +95,6 @@ def _levels(values: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(np.nan_to_num(values), 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def colorize(values: np.ndarray, name: str = "viridis") -> np.ndarray:
-    """Values in ``[0, 1]`` (any shape) to ``uint8`` RGB through the map (``(..., 3)``)."""
-    return colormap(name)[_levels(values)]
-
-
 def pixel_box(box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
     """A box given as fractions of the photo (left, top, right, bottom) in whole pixels of ``size``."""
     w, h = size
