@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -245,3 +246,37 @@ def test_weights_help_says_what_each_command_accepts():
     assert "an exported IR ends with the classifier" in weights_help("embed")
     for command in ("export", "train"):
         assert "official-layout .h5" in weights_help(command) and ".keras" not in weights_help(command)
+
+
+def _blas_threads_spinning(env_extra: dict, import_cli: bool) -> tuple[str, list[str]]:
+    """In a fresh process: import the CLI package (or NumPy alone), wait 30 ms, and read the state
+    of every thread but the main one (R: running or runnable, as a spinning OpenBLAS thread is)."""
+    code = (
+        "import os, sys, time\n"
+        + ("import xception_cli.cli\n" if import_cli else "")
+        + "import numpy\n"
+        "time.sleep(0.03)\n"
+        "me = os.getpid()\n"
+        "states = [open(f'/proc/self/task/{t}/stat').read().rsplit(')', 1)[1].split()[0]\n"
+        "          for t in os.listdir('/proc/self/task') if int(t) != me]\n"
+        "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), ''.join(states))\n"
+    )
+    unset = ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in unset} | env_extra
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    value, _, states = out.stdout.strip().partition(" ")
+    return value, list(states)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2,
+                    reason="needs Linux's /proc and OpenBLAS threads (2+ cores)")
+def test_the_command_lets_numpys_idle_blas_threads_sleep():
+    """OpenBLAS spins ~0.1 s of a core per thread after NumPy loads; the CLI tells it not to, before
+    NumPy loads (a user's own setting is kept)."""
+    value, states = _blas_threads_spinning({}, import_cli=True)
+    assert value == "4"
+    assert states and "R" not in states, states  # asleep 30 ms after the import
+    assert _blas_threads_spinning({"OPENBLAS_THREAD_TIMEOUT": "7"}, import_cli=True)[0] == "7"
+    # and the test can tell: NumPy alone still spins then
+    assert "R" in _blas_threads_spinning({}, import_cli=False)[1]

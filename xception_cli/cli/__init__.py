@@ -11,6 +11,7 @@ import logging
 import sys
 
 from . import clock  # noqa: F401 - first of all: the closing line of `predict` counts the whole wait
+from . import blas  # noqa: F401 - before NumPy loads: its idle BLAS threads sleep instead of spinning
 
 # isort: split
 import click  # noqa: E402
