@@ -10,10 +10,10 @@ import contextlib
 import logging
 import sys
 
-from . import (
-    blas,  # noqa: F401 - before NumPy loads: its idle BLAS threads sleep instead of spinning
-    clock,  # noqa: F401 - first of all: the closing line of `predict` counts the whole wait
-)
+from . import clock  # noqa: F401 - first of all: the closing line of `predict` counts the whole wait
+
+# isort: split
+from . import blas  # noqa: F401,E402 - before NumPy loads: its idle BLAS threads sleep instead of spinning
 
 # isort: split
 import click  # noqa: E402
