@@ -128,7 +128,7 @@ def naive_cmd(target: Path, mode: str, weights: Path) -> list[str]:
 
 
 def timed(cmd: list[str], env: dict | None = None, stdout=subprocess.DEVNULL) -> dict:
-    """Run ``cmd``; wall seconds and the child's own peak RSS (MB), via wait4."""
+    """Run ``cmd``; wall seconds, the child's own CPU seconds (user + system) and peak RSS (MB), via wait4."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     err = p.stderr.read().decode(errors="replace") if p.stderr else ""  # drained as it comes: no pipe stall
@@ -137,7 +137,8 @@ def timed(cmd: list[str], env: dict | None = None, stdout=subprocess.DEVNULL) ->
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"command failed ({code}): {' '.join(cmd)}\n{err[-2000:]}")
-    return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "stderr": err}
+    return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "stderr": err}
 
 
 def verdict(ok: bool) -> str:
