@@ -173,6 +173,68 @@ def test_predict_accepts_an_exported_ir(float32_ir, weights_file, samples):
     assert "runtime tensorflow (--runtime or $XCEPTION_RUNTIME) cannot run a openvino-ir" in r.stderr
 
 
+def test_predict_feeds_a_pixel_ir_its_pixels_as_they_are(float32_ir, float_input_ir, weights_file, samples,
+                                                        monkeypatch):
+    """An IR that scales pixels itself gets predict's decoded uint8 pixels with no conversion on the
+    way (neither to [-1, 1] nor back); a network taking floats still gets them scaled. The answers
+    are the .h5's."""
+    import xception_cli.pipeline
+    import xception_cli.preprocess
+    import xception_cli.runtimes.openvino
+    from xception_cli.engine import Engine
+
+    assert Engine(weights=float32_ir).network.takes_pixels
+    assert not Engine(weights=float_input_ir).network.takes_pixels
+    assert not Engine(weights=weights_file).network.takes_pixels
+
+    def predict(weights):
+        r = CliRunner().invoke(cli, ["predict", *map(str, samples), "-f", "json", "--weights", str(weights)])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    expected = predict(weights_file)
+    scaled = []
+
+    def counting(fn):
+        def wrapped(x, *a, **k):
+            scaled.append(fn.__name__)
+            return fn(x, *a, **k)
+        return wrapped
+
+    for module in (xception_cli.pipeline, xception_cli.preprocess, xception_cli.runtimes.openvino):
+        for name in ("to_input", "from_input"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, counting(getattr(module, name)))
+    from_ir = predict(float32_ir)
+    assert scaled == []  # pixels in, probabilities out
+    from_float_ir = predict(float_input_ir)
+    assert scaled and set(scaled) == {"to_input"}  # scaled once, never made pixels again
+    for ours in (from_ir, from_float_ir):
+        for a, b in zip(ours, expected, strict=True):
+            assert [p["index"] for p in a["predictions"]] == [p["index"] for p in b["predictions"]]
+            assert max(abs(p["probability"] - q["probability"])
+                       for p, q in zip(a["predictions"], b["predictions"])) < 1e-4
+
+
+def test_benchmark_times_a_pixel_ir_on_pixels(float32_ir, monkeypatch):
+    """`xception benchmark --weights IR` feeds an IR that takes pixels uint8 pixels (what predict feeds
+    it), a float network floats."""
+    from xception_cli import benchmark
+    from xception_cli.runtimes import network as network_module
+
+    fed = []
+    original = network_module.Network.__init__
+
+    def spying_init(self, *a, **k):
+        original(self, *a, **k)
+        infer = self.infer
+        self.infer = lambda x: (fed.append(x.dtype), infer(x))[1]
+
+    monkeypatch.setattr(network_module.Network, "__init__", spying_init)
+    benchmark.run_benchmark(batch_sizes=[2], iterations=1, warmup=0, weights=str(float32_ir))
+    assert fed and set(fed) == {np.dtype(np.uint8)}
+
+
 def test_ir_without_its_bin_is_a_clear_error(tmp_path, float32_ir, samples):
     lonely = tmp_path / "lonely.xml"
     lonely.write_bytes(float32_ir.read_bytes())

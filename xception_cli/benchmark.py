@@ -237,6 +237,14 @@ def run_benchmark(
     probe = _agreement_inputs(images, rng)  # for float32 vs bfloat16 top-1 agreement
     probe_outputs = {}
     inputs = {bs: rng.uniform(-1, 1, (bs, 299, 299, 3)).astype(np.float32) for bs in batch_sizes}
+    # A network that scales pixels itself (an IR exported with uint8 input) is timed on what predict
+    # feeds it: uint8 pixels, not floats it would first turn back into pixels.
+    pixel_rng = np.random.default_rng(seed + 1)
+    pixels = {bs: pixel_rng.integers(0, 256, (bs, 299, 299, 3), dtype=np.uint8) for bs in batch_sizes}
+
+    def feed_for(network) -> dict:
+        return pixels if getattr(network, "takes_pixels", False) else inputs
+
     labels = {bs: rng.integers(0, 1000, (bs,)) for bs in batch_sizes}
     networks = {}
 
@@ -290,8 +298,10 @@ def run_benchmark(
                 x, y = inputs[bs], labels[bs]
                 return lambda: step(x, y)
         else:
-            def call_for(bs, fn=fn):
-                x = inputs[bs]
+            feed = feed_for(network) if on_runtime_layer else inputs
+
+            def call_for(bs, fn=fn, feed=feed):
+                x = feed[bs]
                 return lambda: fn(x)
         t_first = time.perf_counter()
         call_for(batch_sizes[0])()
@@ -336,9 +346,10 @@ def run_benchmark(
     if compare_weights is not None:
         other = Engine(weights=compare_weights, precision=precision, runtime_request=runtime).network
         log(f"timing the weights to compare ({compare_weights})")
-        other.infer(inputs[batch_sizes[0]])
+        feed = feed_for(other)
+        other.infer(feed[batch_sizes[0]])
         for bs in batch_sizes:
-            timing = time_calls(lambda x=inputs[bs]: other.infer(x), warmup=warmup, iterations=iterations,
+            timing = time_calls(lambda x=feed[bs]: other.infer(x), warmup=warmup, iterations=iterations,
                                 seconds=seconds)
             record = result_record(bs, precision, mode, timing, out["model"]["macs_per_image"])
             record.update(runtime=other.runtime, runtime_version=other.version, precision_run=other.precision,

@@ -178,11 +178,29 @@ class Engine:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)
+        self._check_shape(batch)
+        return self.infer(batch)
+
+    def infer_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """The outputs for a batch of uint8 RGB pixels ``(N, size, size, 3)``, as ``preprocess.load_image``
+        gives them: fed as they are to a network that scales them itself (an IR exported with uint8
+        input: no conversion on the way in either direction), else scaled to ``[-1, 1]`` here."""
+        pixels = np.asarray(pixels)
+        if pixels.dtype != np.uint8:
+            raise ValueError(f"expected uint8 pixels, got {pixels.dtype}")
+        self._check_shape(pixels)
+        network = self.network
+        if network.takes_pixels:
+            return network.infer(np.ascontiguousarray(pixels))
+        from .preprocess import to_input
+
+        return network.infer(to_input(pixels))
+
+    def _check_shape(self, batch: np.ndarray) -> None:
         if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(
                 f"expected a batch of shape (N, {self.input_size}, {self.input_size}, 3), got {batch.shape}"
             )
-        return self.infer(batch)
 
 
 _ENGINES: dict[tuple, Engine] = {}

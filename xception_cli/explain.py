@@ -38,7 +38,6 @@ from .preprocess import (
     load_image,
     measured_image,
     open_image,
-    to_input,
     to_rgb,
     working_bytes,
 )
@@ -355,7 +354,7 @@ class Explainer:
     def _batch(self, entries, head: Explain, names) -> list[Explanation]:
         ok = [d for _, d, err in entries if err is None]
         if ok:
-            features = self.engine(to_input(np.stack([d.pixels for d in ok])))
+            features = self.engine.infer_pixels(np.stack([d.pixels for d in ok]))
             probs = self.top.probabilities(features)
             chosen = head.chosen(probs)
             maps = self.top.maps(features, chosen)

@@ -168,9 +168,11 @@ def run_stream(
     input order, their values made by ``head`` (``heads.Classify`` or ``heads.Embed``).
 
     ``source`` is a path, a PIL image or an array; ``infer`` maps a float32 batch to the
-    network's outputs. ``items`` may be a ``Decoder`` already running (then ``workers``, ``size``
-    and ``resize`` are its own). Every batch holds ``batch_size`` decoded images (the last may
-    hold fewer); a failed item is reported in its place among them.
+    network's outputs, or is an ``Engine``: then the decoded uint8 pixels go to its
+    ``infer_pixels`` (a network that scales them itself gets them as they are). ``items`` may be
+    a ``Decoder`` already running (then ``workers``, ``size`` and ``resize`` are its own). Every
+    batch holds ``batch_size`` decoded images (the last may hold fewer); a failed item is reported
+    in its place among them.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -193,7 +195,8 @@ def run_stream(
             records: list[Record] = []
             if n_ok:
                 t0 = time.perf_counter()
-                outputs = infer(to_input(np.stack([px for _, px, err in entries if err is None])))
+                pixels = np.stack([px for _, px, err in entries if err is None])
+                outputs = infer.infer_pixels(pixels) if hasattr(infer, "infer_pixels") else infer(to_input(pixels))
                 stats.model_s += time.perf_counter() - t0
                 decoded = iter(head.values(outputs))
             for name, _, err in entries:

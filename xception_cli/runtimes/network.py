@@ -38,6 +38,9 @@ class Network:
     notes: list[str] = field(default_factory=list)  # one-line warnings for the user
     handle: object = field(default=None, repr=False)  # the runtime's own object (e.g. OpenVINO's compiled model)
     cache: str | None = None  # the user's cache: "loaded" (from it), "stored" (into it), None (not used)
+    # The network itself takes uint8 RGB pixels and scales them inside (an IR exported with uint8
+    # input): ``infer`` takes them as they are. Otherwise pixels are scaled to [-1, 1] first.
+    takes_pixels: bool = False
 
 
 def import_openvino():

@@ -346,7 +346,7 @@ def _network(compiled, precision: str, quantized: bool, keep=None, cache_state=N
     notes = [] if actual == precision else [f"--precision {precision}: OpenVINO ran {actual} on this CPU"]
     return Network(infer=make_infer(compiled, keep), runtime="openvino", version=ov.__version__.split("-")[0],
                    precision="int8" if quantized else actual, notes=notes, handle=compiled, cache=cache_state,
-                   timings=timings or {})
+                   timings=timings or {}, takes_pixels=compiled.input(0).get_element_type() == ov.Type.u8)
 
 
 def read_ir(path, spec) -> ov.Model:

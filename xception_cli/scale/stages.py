@@ -87,7 +87,7 @@ class XceptionPredictor:
     def __call__(self, batch: dict) -> dict:
         from ..output.records import record_dict
         from ..pipeline import Record
-        from ..preprocess import load_image, to_input
+        from ..preprocess import load_image
 
         paths = [str(p) for p in batch["path"]]
         errors = [str(e) if e else "" for e in batch.get("error", [""] * len(paths))]
@@ -108,7 +108,7 @@ class XceptionPredictor:
                 except ImageError as e:
                     errors[i] = str(e)
         ok = [i for i, e in enumerate(errors) if not e]
-        values = iter(self.head.values(self.engine(to_input(pixels[ok])))) if ok else iter(())
+        values = iter(self.head.values(self.engine.infer_pixels(pixels[ok]))) if ok else iter(())
         records = [Record(p, error=e) if e else Record(p, **{self.head.key: next(values)})
                    for p, e in zip(paths, errors)]
         return {
