@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: install test lint clean bench-one-photo bench-folder bench-model bench-int8 bench-embed bench-ray \
-	bench-train bench-options bench-seed-claim bench-explain
+	bench-train bench-options bench-seed-claim bench-explain bench-startup
 
 install:  ## create .venv and install the package (editable) with every extra and the test tools
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench-one-photo:  ## `xception predict cat.jpg` vs the naive Keras script, whole
 
 bench-folder:  ## 64 12-MP photos: each precision the CPU has vs its own floor and the naive script (BENCH_ARGS="--n 16")
 	$(BIN)/python benchmarks/folder.py --n 64 $(BENCH_ARGS)
+
+bench-startup:  ## what predict's fixed cost per run is made of: imports, reading the compiled network, the first inference
+	$(BIN)/python benchmarks/startup.py $(BENCH_ARGS)
 
 bench-model:  ## model call per runtime vs keras.applications.Xception().predict, one process
 	$(BIN)/python benchmarks/model_call.py $(BENCH_ARGS)

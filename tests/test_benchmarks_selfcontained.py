@@ -75,7 +75,8 @@ def test_make_corpus_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["one_photo.py", "folder.py", "model_call.py", "int8.py", "embed.py",
-                                  "ray_path.py", "train.py", "runtime_options.py", "explain.py"])
+                                  "ray_path.py", "train.py", "runtime_options.py", "explain.py",
+                                  "startup.py"])
 def test_benchmark_scripts_start(name):
     """Each script's imports and options hold together (--help stops before any work)."""
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--help"], capture_output=True, text=True)
