@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -143,7 +144,7 @@ def print_split(precisions, results, larges, floor, n: int, large: int) -> dict[
         floor_per = floor[p] / n
         # share(N) = N floor_per / (fixed + N per) >= 95%  <=>  N >= 0.95 fixed / (floor_per - 0.95 per)
         gap = floor_per - SHARE_TARGET * per
-        from_n = f"{max(1, SHARE_TARGET * fixed / gap):.0f}" if gap > 0 else "never"
+        from_n = f"{max(1, math.ceil(SHARE_TARGET * fixed / gap))}" if gap > 0 else "never"
         shares[p] = large * floor_per / w_l
         print(f"{p:<10}{floor_per * 1000:15.1f}{per * 1000:10.1f}{floor_per / per:8.0%}{fixed:9.2f}{fixed_cpu:13.2f}"
               f"{floor[p] / w_n:10.0%}{large * floor_per / w_l:11.0%}{from_n:>10}")

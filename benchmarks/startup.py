@@ -10,8 +10,9 @@ run's own cache (one untimed predict fills it first), as in a user's second run:
   - reading the compiled network: `Engine(...).network` with the cache warm (wall, CPU-s).
   - the first inference at batch 8, against the next two: wall, CPU-s and page faults (getrusage);
     the first touches OpenVINO's working memory.
-  - `import numpy`: CPU-s with OpenBLAS's default spin of its idle threads and with
-    OPENBLAS_THREAD_TIMEOUT=4 (what the `xception` command sets before NumPy loads).
+  - `import numpy`: the process's CPU-s 0.3 s after it, with OpenBLAS's default spin of its idle
+    threads and with OPENBLAS_THREAD_TIMEOUT=4 (what the `xception` command sets before NumPy
+    loads; the network parts above are measured with it too).
 `benchmarks/folder.py --large 256` measures the whole fixed cost from two folder sizes; this says
 what it is made of. An INT8 IR goes in --weights (its precision is its own).
 """
@@ -71,7 +72,8 @@ print(json.dumps(out))
 """
 
 NUMPY = """
-import resource, numpy
+import resource, time, numpy
+time.sleep(0.3)  # OpenBLAS's idle threads spin on after the import returns (about 0.1 s from its load)
 r = resource.getrusage(resource.RUSAGE_SELF)
 print(r.ru_utime + r.ru_stime)
 """
@@ -88,8 +90,10 @@ def first_photo(folder: Path, args: list[str], env: dict) -> float:
 
 
 def network_parts(weights: str, precision: str, env: dict) -> dict:
+    # as in the command, whose CLI sets it before NumPy loads (xception_cli/cli/blas.py)
+    blas = {"OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "4")}
     p = subprocess.run([PY, "-c", NETWORK, weights, precision], capture_output=True, text=True,
-                       env={**os.environ, **env})
+                       env={**os.environ, **blas, **env})
     if p.returncode != 0:
         raise SystemExit(f"loading the network failed: {p.stderr[-2000:]}")
     return json.loads(p.stdout)
@@ -137,18 +141,18 @@ def main() -> None:
               + " s", flush=True)
 
     print(f"\nmedians of {args.repeat} fresh processes ({part['precision_run']} ran):")
-    print(f"  start to the first photo opened:   {med(firsts):.3f} s wall (one core; decoding starts here)")
-    print(f"  reading the compiled network:      {med(n['wall_s'] for n in nets):.3f} s wall, "
+    print(f"  {'start to the first photo opened:':<42}{med(firsts):.3f} s wall (one core; decoding starts here)")
+    print(f"  {'reading the compiled network:':<42}{med(n['wall_s'] for n in nets):.3f} s wall, "
           f"{med(n['cpu_s'] for n in nets):.3f} CPU-s")
     for k, name in enumerate(["first inference, batch 8", "second", "third"]):
         xs = calls[k]
-        print(f"  {name + ':':<35}{med(x['wall_s'] for x in xs):.3f} s wall, {med(x['cpu_s'] for x in xs):.3f} CPU-s, "
+        print(f"  {name + ':':<42}{med(x['wall_s'] for x in xs):.3f} s wall, {med(x['cpu_s'] for x in xs):.3f} CPU-s, "
               f"{med(x['page_faults'] for x in xs):.0f} page faults")
     extra_wall = med(x["wall_s"] for x in calls[0]) - med(x["wall_s"] for x in calls[1] + calls[2])
     extra_cpu = med(x["cpu_s"] for x in calls[0]) - med(x["cpu_s"] for x in calls[1] + calls[2])
-    print(f"  the first inference's extra:       {extra_wall:.3f} s wall, {extra_cpu:.3f} CPU-s")
+    print(f"  {'the first inference' + chr(39) + 's extra:':<42}{extra_wall:.3f} s wall, {extra_cpu:.3f} CPU-s")
     for name, xs in blas.items():
-        print(f"  {'import numpy, ' + name + ':':<35}{med(xs):.3f} CPU-s")
+        print(f"  {'import numpy, ' + name + ':':<42}{med(xs):.3f} CPU-s (0.3 s after)")
     print(f"\n(rerun: python {Path(__file__).relative_to(c.ROOT)} --precision {args.precision} --repeat {args.repeat}"
           f"{' --weights ' + args.weights if args.weights else ''})")
 
