@@ -95,6 +95,34 @@ def test_order_preserved_across_batches_and_workers(tmp_path, batch_size, worker
     assert (stats.classified, stats.failed) == (21, 2)
 
 
+def test_the_infer_callable_gets_floats_and_an_engine_gets_pixels(tmp_path):
+    """A plain callable (a mock included) is fed float32 in [-1, 1]; an object whose class has
+    ``infer_pixels`` (the Engine) gets the decoded uint8 pixels."""
+    from unittest import mock
+
+    p = tmp_path / "grey.png"
+    rgb(64, 64, (51, 51, 51)).save(p)
+    fed = mock.Mock(side_effect=lambda x: np.tile(np.eye(1000, dtype=np.float32)[:1], (len(x), 1)))
+    list(classify_stream([(str(p), str(p))], fed, k=1))
+    (batch,), _ = fed.call_args
+    assert batch.dtype == np.float32 and abs(float(batch.max()) - (51 / 127.5 - 1)) < 1e-6
+
+    class PixelEngine:
+        def __init__(self):
+            self.seen = []
+
+        def infer_pixels(self, pixels):
+            self.seen.append(pixels)
+            return np.tile(np.eye(1000, dtype=np.float32)[:1], (len(pixels), 1))
+
+        def __call__(self, x):
+            raise AssertionError("floats given to an engine that takes pixels")
+
+    engine = PixelEngine()
+    (records,) = list(classify_stream([(str(p), str(p))], engine, k=1))
+    assert records[0].ok and engine.seen[0].dtype == np.uint8 and int(engine.seen[0].max()) == 51
+
+
 def test_memory_stays_bounded(tmp_path):
     """Decoding runs at most a fixed window ahead of the model, whatever the number of inputs."""
     rgb(50, 50).save(tmp_path / "a.png")

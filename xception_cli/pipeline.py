@@ -178,6 +178,8 @@ def run_stream(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     stats = stats if stats is not None else Stats()
     stats.started = stats.started or time.perf_counter()
+    # An Engine (its class has infer_pixels; a mock's attributes or a function's don't count)
+    takes_pixels = callable(getattr(type(infer), "infer_pixels", None))
     decoder = items if isinstance(items, Decoder) else Decoder(
         items, size=size, resize=resize, workers=workers, window=max(PREFETCH, 2 * batch_size))
     try:
@@ -196,7 +198,7 @@ def run_stream(
             if n_ok:
                 t0 = time.perf_counter()
                 pixels = np.stack([px for _, px, err in entries if err is None])
-                outputs = infer.infer_pixels(pixels) if hasattr(infer, "infer_pixels") else infer(to_input(pixels))
+                outputs = infer.infer_pixels(pixels) if takes_pixels else infer(to_input(pixels))
                 stats.model_s += time.perf_counter() - t0
                 decoded = iter(head.values(outputs))
             for name, _, err in entries:
