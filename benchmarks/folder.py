@@ -1,7 +1,7 @@
 """A folder of 12-MP photos, whole command, each precision against its own floor and the naive script.
 
 usage: python benchmarks/folder.py [--n 64] [--repeat 1] [--weights FILE] [--calibrate-n 32]
-                                   [--large 256] [--loop] [--rss]
+                                   [--large L] [--loop] [--rss]
 
 On --n photo-like JPEGs of 4000x3000 (make_corpus.py, seed 0) and one weights file (generated in
 the official layout unless --weights is given), times in one run, interleaved --repeat times,

@@ -243,7 +243,7 @@ def run_benchmark(
     pixels = {bs: pixel_rng.integers(0, 256, (bs, 299, 299, 3), dtype=np.uint8) for bs in batch_sizes}
 
     def feed_for(network) -> dict:
-        return pixels if getattr(network, "takes_pixels", False) else inputs
+        return pixels if network.takes_pixels else inputs
 
     labels = {bs: rng.integers(0, 1000, (bs,)) for bs in batch_sizes}
     networks = {}
